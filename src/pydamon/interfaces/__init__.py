@@ -1,0 +1,1 @@
+"""User interfaces over the engine: sysfs and debugfs models, FUSE adapter, trace stream."""
