@@ -9,7 +9,7 @@ it (:meth:`Context.commit_from`, the kernel's damon_commit_ctx()).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
