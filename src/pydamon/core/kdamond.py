@@ -511,6 +511,48 @@ class Kdamond:
                     _running_exclusive = False
 
 
+def start_kdamonds(kdamonds: list[Kdamond], exclusive: bool = False) -> None:
+    """Start several kdamonds as one group (the kernel's damon_start(ctxs, nr, exclusive)).
+
+    The exclusivity check is made once for the whole group, so that an
+    exclusive user (debugfs) can run several contexts at once while still
+    excluding, and being excluded by, every other user. Every context is
+    validated and attached before any thread starts: if one fails, none runs.
+    """
+    global _nr_running, _running_exclusive
+    names: list[str] = []
+    with _damon_lock:
+        if any(k._running for k in kdamonds):
+            raise ebusy("kdamond is already running")
+        if (exclusive and _nr_running) or (not exclusive and _running_exclusive):
+            raise ebusy("another DAMON user runs exclusively")
+        prepared: list[Kdamond] = []
+        try:
+            for k in kdamonds:
+                k._prepare()
+                prepared.append(k)
+        except BaseException:
+            for k in prepared:
+                for t in k.ctx.targets:
+                    k.ctx.ops.detach(t)
+            raise
+        for k in kdamonds:
+            names.append(f"kdamond.{_nr_running}")
+            _nr_running += 1
+            k._exclusive = exclusive
+            k._running = True
+        if exclusive and kdamonds:
+            _running_exclusive = True
+    for k, name in zip(kdamonds, names, strict=True):
+        k._stop.clear()
+        started = threading.Event()
+        k._thread = threading.Thread(
+            target=k._thread_main, args=(name, started), name=name, daemon=True
+        )
+        k._thread.start()
+        started.wait()
+
+
 def _set_thread_name(name: str) -> None:
     """Name the OS thread so that ``ps -L`` and ``top -H`` show ``kdamond.N``."""
     try:

@@ -33,21 +33,28 @@ class File(Node):
     """
 
     def __init__(self, read: Callable[[], str] | None = None,
-                 write: Callable[[str], None] | None = None, mode: int | None = None):
+                 write: Callable[[str], None] | None = None, mode: int | None = None,
+                 *, single_write: bool = False):
         self._read = read
         self._write = write
         if mode is None:
             mode = (READ_ONLY if read else 0) | (WRITE_ONLY if write else 0)
         self.mode = mode
+        #: debugfs files take one write() per open: a continued write
+        #: (offset > 0) is EINVAL; sysfs files take every write() as a store
+        self.single_write = single_write
 
     def read(self) -> str:
         if self._read is None:
             raise DamonError(errno.EACCES, "file is write-only")
         return self._read()
 
-    def write(self, data: str) -> None:
+    def write(self, data: str, offset: int = 0) -> None:
+        """Store ``data``; ``offset`` is the file position of this write() call."""
         if self._write is None:
             raise DamonError(errno.EACCES, "file is read-only")
+        if offset and self.single_write:
+            raise DamonError(errno.EINVAL, "continued writes are not accepted")
         self._write(data)
 
 
@@ -118,12 +125,12 @@ class Tree:
                 raise DamonError(errno.EISDIR if isinstance(node, Dir) else errno.EINVAL, path)
             return node.read()
 
-    def write(self, path: str, data: str) -> None:
+    def write(self, path: str, data: str, offset: int = 0) -> None:
         with self.lock:
             node = self.lookup(path)
             if not isinstance(node, File):
                 raise DamonError(errno.EISDIR if isinstance(node, Dir) else errno.EINVAL, path)
-            node.write(data)
+            node.write(data, offset)
 
     def listdir(self, path: str) -> list[str]:
         with self.lock:
