@@ -3,7 +3,8 @@
 The kernel's kdamond_merge_regions() and kdamond_split_regions(), on the
 column layout of :class:`RegionArray`. Merging is a sequential scan (each
 decision depends on the region merged so far) done on plain lists once per
-aggregation; splitting is fully vectorized.
+aggregation over the mergeable boundaries only; splitting is fully
+vectorized.
 """
 
 from __future__ import annotations
@@ -21,51 +22,63 @@ def update_age(regions: RegionArray, thres: int) -> None:
 
 
 def merge_regions_of(regions: RegionArray, thres: int, sz_limit: int) -> RegionArray:
-    """One merge pass over a target (damon_merge_regions_of()), ages included."""
+    """One merge pass over a target (damon_merge_regions_of()), ages included.
+
+    The scan is sequential: whether a region joins the run on its left
+    depends on the run's averaged nr_accesses so far. Boundaries that can
+    never be merged over (not adjacent, or the two neighbours alone exceed
+    the size limit; a run only grows) are found at once with numpy, and
+    the Python loop visits only the others.
+    """
     update_age(regions, thres)
     n = len(regions)
     if n < 2:
         return regions
-    start = regions.start.tolist()
-    end = regions.end.tolist()
+    sizes = regions.sizes
+    may = np.zeros(n, dtype=bool)
+    may[1:] = (regions.end[:-1] == regions.start[1:]) & (sizes[:-1] + sizes[1:] <= sz_limit)
+    if not may.any():
+        return regions
     nr = regions.nr_accesses.tolist()
     age = regions.age.tolist()
-    # keep[i]: region i starts a merged run; out_* hold the merged values
-    keep = [0]
-    p_start, p_end, p_nr, p_age = start[0], end[0], nr[0], age[0]
-    out_end = []
-    out_nr = []
-    out_age = []
-    for i in range(1, n):
-        s, e, a_nr = start[i], end[i], nr[i]
-        sz_p = p_end - p_start
-        sz_r = e - s
-        if p_end == s and abs(p_nr - a_nr) <= thres and sz_p + sz_r <= sz_limit:
-            tot = sz_p + sz_r
-            p_nr = (p_nr * sz_p + a_nr * sz_r) // tot
-            p_age = (p_age * sz_p + age[i] * sz_r) // tot
-            p_end = e
+    sz = sizes.tolist()
+    merged_runs: dict[int, tuple[int, int, int]] = {}  # run head -> (nr, age, size)
+    absorbed: list[int] = []
+    head = -1
+    p_nr = p_age = p_sz = 0
+    prev_i = -2
+    for i in np.nonzero(may)[0].tolist():
+        if i != prev_i + 1:
+            # region i-1 was not a candidate itself: it heads its own run
+            head = i - 1
+            p_nr, p_age, p_sz = nr[head], age[head], sz[head]
+        prev_i = i
+        a_nr = nr[i]
+        s_r = sz[i]
+        tot = p_sz + s_r
+        if -thres <= p_nr - a_nr <= thres and tot <= sz_limit:
+            p_nr = (p_nr * p_sz + a_nr * s_r) // tot
+            p_age = (p_age * p_sz + age[i] * s_r) // tot
+            p_sz = tot
+            absorbed.append(i)
+            merged_runs[head] = (p_nr, p_age, p_sz)
         else:
-            out_end.append(p_end)
-            out_nr.append(p_nr)
-            out_age.append(p_age)
-            keep.append(i)
-            p_start, p_end, p_nr, p_age = s, e, a_nr, age[i]
-    out_end.append(p_end)
-    out_nr.append(p_nr)
-    out_age.append(p_age)
-    if len(keep) == n:
+            head = i
+            p_nr, p_age, p_sz = a_nr, age[i], s_r
+    if not absorbed:
         return regions
-    idx = np.asarray(keep)
-    merged = regions.take(idx)
-    merged.end = np.asarray(out_end, dtype=np.int64)
-    new_nr = np.asarray(out_nr, dtype=np.int64)
-    # merged regions get bp from their averaged nr_accesses; untouched ones keep theirs
-    was_merged = np.diff(np.append(idx, n)) > 1
-    merged.nr_accesses_bp = np.where(was_merged, new_nr * 10000, merged.nr_accesses_bp)
-    merged.nr_accesses = new_nr
-    merged.age = np.asarray(out_age, dtype=np.int64)
-    return merged
+    keep = np.ones(n, dtype=bool)
+    keep[absorbed] = False
+    idx = np.nonzero(keep)[0]
+    out = regions.take(idx)
+    heads = np.fromiter(merged_runs.keys(), dtype=np.int64, count=len(merged_runs))
+    vals = np.array(list(merged_runs.values()), dtype=np.int64).reshape(-1, 3)
+    pos = np.searchsorted(idx, heads)
+    out.nr_accesses[pos] = vals[:, 0]
+    out.nr_accesses_bp[pos] = vals[:, 0] * 10000  # merged: bp restarts from the average
+    out.age[pos] = vals[:, 1]
+    out.end[pos] = out.start[pos] + vals[:, 2]
+    return out
 
 
 def split_regions_of(regions: RegionArray, nr_subs: int, rng: np.random.Generator) -> RegionArray:

@@ -145,7 +145,7 @@ class Kdamond:
         try:
             self._init_loop()
             n = 0
-            while not self._need_stop():
+            while True:
                 if nr_samples is not None and n >= nr_samples:
                     break
                 if end_ns is not None and self.ctx.clock.now_ns() >= end_ns:
@@ -177,9 +177,8 @@ class Kdamond:
         started.set()
         try:
             self._init_loop()
-            while not self._need_stop():
-                if not self.step():
-                    break
+            while self.step():
+                pass
         except BaseException as e:  # a crash stops this kdamond, never the process
             self.error = e
             log.exception("%s stopped on an error", name)
@@ -258,12 +257,14 @@ class Kdamond:
 
     # -- the loop -----------------------------------------------------------------
     def _need_stop(self) -> bool:
+        """A stop was requested, or every target is gone (kdamond_need_stop())."""
         if self._stop.is_set():
             return True
         ctx = self.ctx
         if not ctx.targets:
             return False
-        return not any(ctx.ops.target_valid(t) for t in ctx.targets)
+        valid = ctx.ops.target_valid
+        return not any(valid(t) for t in ctx.targets)
 
     def _init_loop(self) -> None:
         ctx = self.ctx
@@ -304,9 +305,7 @@ class Kdamond:
     def step(self) -> bool:
         """One sampling interval. Returns False when the kdamond must stop."""
         ctx = self.ctx
-        if not self._wait_activation():
-            return False
-        if self._need_stop():
+        if not self._wait_activation():  # also where a stop request is seen
             return False
         next_aggr = ctx.next_aggregation_sis
         next_update = ctx.next_ops_update_sis
@@ -315,7 +314,7 @@ class Kdamond:
         for t in ctx.targets:
             r = t.regions
             if len(r):
-                t.sampling_addrs = rng.integers(r.start, r.end)
+                t.sampling_addrs = sampling_addresses(r, rng)
                 ops.prepare_access_checks(t, t.sampling_addrs)
         ctx.clock.sleep_us(ctx.attrs.sample_us, self._stop)
         ctx.passed_sample_intervals += 1
@@ -367,10 +366,11 @@ class Kdamond:
                 accessed = np.asarray(ctx.ops.check_accesses(t, t.sampling_addrs), dtype=bool)
             else:
                 accessed = np.zeros(len(r), dtype=bool)
-            acc = accessed.astype(np.int64)
-            bp = r.nr_accesses_bp - (r.last_nr_accesses * 10000) // len_window + acc * 10000
-            r.nr_accesses_bp = np.maximum(bp, 0)
-            r.nr_accesses += acc
+            # the kernel's pseudo moving sum: drop an average sample of the
+            # last window, add this one (damon_update_region_access_rate())
+            r.nr_accesses_bp -= (r.last_nr_accesses * 10000) // len_window
+            r.nr_accesses_bp[accessed] += 10000
+            r.nr_accesses[accessed] += 1
             max_nr = max(max_nr, int(r.nr_accesses.max()))
         return max_nr
 
@@ -551,6 +551,17 @@ def start_kdamonds(kdamonds: list[Kdamond], exclusive: bool = False) -> None:
         )
         k._thread.start()
         started.wait()
+
+
+def sampling_addresses(regions: RegionArray, rng: np.random.Generator) -> np.ndarray:
+    """One uniformly random page address per region (damon_rand() over the region).
+
+    Drawn as a page index from a float in [0, 1): cheaper than
+    Generator.integers with per-element bounds, and exact for regions of
+    fewer than 2**52 pages.
+    """
+    npages = (regions.end - regions.start) >> 12
+    return regions.start + ((rng.random(len(npages)) * npages).astype(np.int64) << 12)
 
 
 def _set_thread_name(name: str) -> None:
