@@ -99,11 +99,24 @@ class Dir(Node):
 
 
 class Tree:
-    """A root directory and the lock every access to it takes."""
+    """A root directory and the lock every access to it takes.
+
+    A tree whose model calls :meth:`structure_changed` whenever it removes
+    a file or directory sets ``notifies_structure_changes``; the FUSE adapter
+    then lets the kernel cache lookups and invalidates only what went away.
+    """
+
+    #: the model calls structure_changed() after removing nodes
+    notifies_structure_changes = False
 
     def __init__(self, root: Dir):
         self.root = root
         self.lock = threading.RLock()
+        #: bumped by structure_changed()
+        self.generation = 0
+
+    def structure_changed(self) -> None:
+        self.generation += 1
 
     def lookup(self, path: str) -> Node:
         node: Node = self.root
