@@ -73,6 +73,9 @@ def parse_time_ns(text: str | int | float, bare_unit: str = "us") -> int:
     parts = re.findall(r"(-?[0-9][0-9,]*(?:\.[0-9]+)?)\s*([a-zA-Zµ]*)", s)
     if not parts or "".join(n + u for n, u in parts).replace(" ", "") != s.replace(" ", ""):
         raise UnitError(f"not a time: {text!r} (e.g. 5ms, 100ms, 1s, or microseconds)")
+    if len(parts) > 1 and any(not unit for _, unit in parts):
+        raise UnitError(f"not a time: {text!r} (every number of a compound time needs a unit, "
+                        f"e.g. 1s 500ms)")
     total = 0.0
     for num, unit in parts:
         unit = unit.lower() or bare_unit
