@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 from pydamon.core import Action, AddrRange
@@ -11,6 +13,21 @@ from pydamon.ops import Operations
 #: physical "memory" of the fake paddr: [0, 1 GiB), hot in its first 64 MiB
 FAKE_RAM = AddrRange(0, 1 << 30)
 HOT_END = 64 << 20
+
+
+def _alive(pid) -> bool:
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return False
+    # a zombie child is gone for monitoring purposes
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
 
 
 class FakeOps(Operations):
@@ -23,13 +40,11 @@ class FakeOps(Operations):
         self.name = name  # type: ignore[misc]
 
     def attach(self, target) -> None:
-        if self.mode != "paddr":
-            try:
-                import os
+        if self.mode != "paddr" and not _alive(target.pid):
+            raise einval(f"no process {target.pid}")
 
-                os.kill(target.pid, 0)
-            except (OSError, TypeError):
-                raise einval(f"no process {target.pid}") from None
+    def target_valid(self, target) -> bool:
+        return self.mode == "paddr" or _alive(target.pid)
 
     def target_mappings(self, target):
         return [(0x10000, 0x10000 + (8 << 20)), (0x40000000, 0x40000000 + (256 << 20)),

@@ -758,7 +758,8 @@ def default_ops_factory(simulate: bool, world: object | None = None
         shared_world = world if world is not None else SimWorld()
 
         def make_sim(name: str) -> Operations:
-            return SimOps(world=shared_world, mode=name)
+            # a pid written to pid_target names a simulated process, made on first use
+            return SimOps(world=shared_world, mode=name, create_missing=True)
 
         return make_sim, list(SYSFS_OPS)
     from ...ops import available_ops, make_ops
