@@ -129,6 +129,9 @@ def _check_pid(pid: int) -> None:
 
 def run_session(spec: SessionSpec, out: TextIO = sys.stderr) -> SessionResult:
     """Run one monitoring session as ``spec`` says; raise SessionError/DamonError on failure."""
+    if not (spec.ops_name == "sim" or spec.sim_workload):
+        for pid in spec.pids:
+            _check_pid(pid)
     ops, world = _make_ops(spec)
     clock = VirtualClock() if spec.virtual else RealClock()
     sim_process = None

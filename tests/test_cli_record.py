@@ -1,0 +1,136 @@
+"""pydamon record / schemes / report / convert end to end, and their error lines."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from pydamon.cli.main import _damon_error_line, main
+from pydamon.errors import DamonError
+from pydamon.records import read_records
+
+
+def run_cli(*argv, cwd=None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "pydamon.cli.main", *argv], capture_output=True,
+                          text=True, cwd=cwd, timeout=120)
+
+
+def test_record_sim_default_output_in_cwd(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["record", "--sim", "hotcold", "--timeout", "3s", "-q", "--seed", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "recorded simulated workload 'hotcold' with ops sim" in out
+    assert "3 s of virtual time passed" in out
+    [rec] = read_records(tmp_path / "damon.data")
+    assert 25 <= len(rec.snapshots) <= 30
+    assert rec.intervals.aggr_us == 100_000
+    assert rec.end_ns - rec.start_ns >= 2_500_000_000
+
+
+@pytest.mark.parametrize("fmt", ["json", "perf_script"])
+def test_record_formats_and_intervals(tmp_path, fmt):
+    out = tmp_path / f"r.{fmt}"
+    assert main(["record", "--sim", "hotcold", "-s", "10ms", "-a", "200ms", "-n", "20",
+                 "-m", "200", "--timeout", "4s", "-o", str(out), "-f", fmt, "-q"]) == 0
+    [rec] = read_records(out)
+    assert 17 <= len(rec.snapshots) <= 20
+    assert all(20 <= s.nr_regions <= 200 for s in rec.snapshots[1:])
+    assert max(int(s.nr_accesses.max()) for s in rec.snapshots) <= 20  # 200 ms / 10 ms
+
+
+def test_record_with_scheme_prints_stats(tmp_path, capsys):
+    out = tmp_path / "s.data"
+    assert main(["record", "--sim", "hotcold", "--timeout", "5s", "-o", str(out), "-q",
+                 "--damos_action", "pageout", "--damos_access_rate", "0%", "0%",
+                 "--damos_age", "1s", "max", "--damos_quotas", "0", "64M", "1s"]) == 0
+    text = capsys.readouterr().out
+    line = [t for t in text.splitlines() if t.startswith("scheme 0 (pageout)")][0]
+    applied = int(line.split("applied to ")[1].split()[0])
+    assert applied > 0
+
+
+def test_schemes_command(capsys):
+    assert main(["schemes", "--sim", "hotcold", "--timeout", "3s", "-q",
+                 "--damos_action", "stat", "--damos_access_rate", "50%", "100%"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("applied 1 scheme(s) for")
+    assert "scheme 0 (stat): tried" in out
+    assert main(["schemes", "--sim", "hotcold", "--timeout", "1s", "-q"]) == 2
+    assert "no scheme given" in capsys.readouterr().err
+
+
+def test_reports_and_convert_from_cli(tmp_path, capsys):
+    data = tmp_path / "damon.data"
+    assert main(["record", "--sim", "hotcold", "--timeout", "3s", "-o", str(data), "-q",
+                 "--seed", "7"]) == 0
+    capsys.readouterr()
+    assert main(["report", "access", "-i", str(data), "--sort_regions_by", "access_rate",
+                 "--sort_reverse"]) == 0
+    text = capsys.readouterr().out
+    rates = [int(t.split("access")[1].split("%")[0]) for t in text.splitlines() if t[:1].isdigit()]
+    assert rates == sorted(rates, reverse=True) and rates[0] >= 90  # the hot set comes first
+    assert main(["report", "wss", "-i", str(data)]) == 0
+    assert "# <percentile> <wss>" in capsys.readouterr().out
+    assert main(["report", "nr_regions", "-i", str(data), "--time_series"]) == 0
+    assert len(capsys.readouterr().out.splitlines()) > 20
+    assert main(["report", "raw", "-i", str(data)]) == 0
+    assert "nr_regions:" in capsys.readouterr().out
+    assert main(["report", "heatmap", "-i", str(data), "--no_color", "--resol", "5", "30"]) == 0
+    rows = [r for r in capsys.readouterr().out.splitlines() if not r.startswith("#")]
+    assert len(rows) == 5 and any(set(r) - {"0"} for r in rows)
+    png = tmp_path / "h.png"
+    pytest.importorskip("matplotlib")
+    assert main(["report", "heatmap", "-i", str(data), "--output", str(png)]) == 0
+    assert png.stat().st_size > 1000
+    assert main(["report", "wss", "-i", str(data), "--plot", str(tmp_path / "w.png")]) == 0
+    txt = tmp_path / "conv.txt"
+    assert main(["convert", "-i", str(data), "-o", str(txt), "--format", "perf_script"]) == 0
+    assert len(read_records(txt)[0].snapshots) == len(read_records(data)[0].snapshots)
+
+
+@pytest.mark.parametrize("argv,status,needle", [
+    (["report", "wss", "-i", "/nonexistent/damon.data"], 1, "does not exist"),
+    (["record", "-q", "999999999"], 1, "process 999999999 does not exist"),
+    (["record", "--sim", "nosuchworkload", "-q", "-o", "/tmp/x.data"], 1, "nosuchworkload"),
+    (["record", "-s", "fast", "--sim", "hotcold"], 2, "not a time"),
+    (["record", "-q"], 2, "nothing to monitor"),
+    (["record", "--sim", "hotcold", "--timeout", "soon"], 2, "--timeout"),
+    (["report", "access", "-i", "BAD", "--snapshot_idx", "3"], 1, None),
+    (["record", "--sim", "hotcold", "--damos_action", "vanish"], 2, "unknown DAMOS action"),
+    (["report"], 2, "name a report"),
+])
+def test_errors_are_one_clear_line(tmp_path, argv, status, needle):
+    if "BAD" in argv:
+        (tmp_path / "BAD").write_bytes(b"\x00\x01garbage" * 10)
+    res = run_cli(*argv, cwd=tmp_path)
+    assert res.returncode == status, res.stderr
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1, res.stderr
+    assert "Traceback" not in res.stderr
+    if needle:
+        assert needle in lines[0]
+
+
+def test_real_process_on_this_kernel_is_clear(tmp_path):
+    """Recording a real command works with idle page tracking, else says why in one line."""
+    res = run_cli("record", "-q", "--timeout", "2s", "-o", str(tmp_path / "r.data"), "--",
+                  "sleep", "1", cwd=tmp_path)
+    if os.path.exists("/sys/kernel/mm/page_idle/bitmap") and os.geteuid() == 0 \
+            and res.returncode == 0:
+        assert read_records(tmp_path / "r.data")
+        return
+    assert res.returncode == 1
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in res.stderr
+    assert ("IDLE_PAGE_TRACKING" in lines[0] or "not available" in lines[0]
+            or "root" in lines[0]), lines
+
+
+def test_damon_error_lines_name_the_fix():
+    import errno
+
+    line = _damon_error_line(DamonError(errno.EOPNOTSUPP, "vaddr needs CONFIG_IDLE_PAGE_TRACKING"))
+    assert "--sim WORKLOAD" in line and "CONFIG_IDLE_PAGE_TRACKING=y" in line
+    assert "run as root" in _damon_error_line(DamonError(errno.EPERM, "cannot open pagemap"))
+    assert "ps -p" in _damon_error_line(DamonError(errno.ESRCH, "no such process"))
