@@ -5,7 +5,13 @@ import pytest
 
 from pydamon.records import Intervals, Record, Snapshot
 from pydamon.reports.access import report_access, temperature
-from pydamon.reports.heatmap import address_spans, build_heatmap, hottest_span, render_terminal, save_png
+from pydamon.reports.heatmap import (
+    address_spans,
+    build_heatmap,
+    hottest_span,
+    render_terminal,
+    save_png,
+)
 from pydamon.reports.raw import report_raw
 from pydamon.reports.wss import report_nr_regions, report_wss, wss_series
 
