@@ -280,7 +280,7 @@ class _Invalidator:
         done = threading.Event()
         self._queue.put((paths, done))
         if not done.wait(wait_s):
-            log.debug("invalidation of %d paths still pending", len(paths))
+            log.warning("invalidation of %d paths still pending", len(paths))
 
     def _run(self) -> None:
         while True:

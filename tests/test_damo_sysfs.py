@@ -1,0 +1,151 @@
+"""Unmodified damo drives the pydamon daemon (simulation mode) at /sys/kernel/mm/damon/admin.
+
+Everything runs inside damon-sandbox: a private mount namespace whose
+/sys/kernel/mm/damon is an empty tmpfs (the real DAMON stays untouched),
+with tracefs mounted and a temporary HOME. The daemon serves the sysfs tree
+there; damo finds it as it would find the kernel's.
+
+Needs root, /dev/fuse, damon-sandbox, damo in the venv, perf or trace-cmd and
+file (CI installs linux-perf, file and libfuse3-3).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pydamon.ops.sim import workload_from_maps
+
+SANDBOX = Path("/work/shared/tools/damon-sandbox")
+DAMO = Path(sys.executable).parent / "damo"
+
+pytestmark = [pytest.mark.damo, pytest.mark.fuse, pytest.mark.slow]
+
+
+def _missing() -> str | None:
+    if os.geteuid() != 0:
+        return "needs root"
+    if not os.path.exists("/dev/fuse"):
+        return "needs /dev/fuse"
+    if not SANDBOX.exists():
+        return f"needs {SANDBOX}"
+    if not DAMO.exists():
+        return "needs damo in the venv"
+    if not (shutil.which("perf") or shutil.which("trace-cmd")):
+        return "damo record needs perf or trace-cmd on PATH"
+    if not shutil.which("file"):
+        return "damo needs the file command"
+    return None
+
+
+# The scenario. $1: results directory. Each damo command's exit status goes
+# to $1/<name>.rc and its output to $1/<name>.out.
+SCENARIO = r"""
+set -u
+out=$1
+cd "$out"
+admin=/sys/kernel/mm/damon/admin
+"$PY" -m pydamon.daemon --simulate --sysfs $admin --debugfs '' 2> "$out/daemon.log" &
+daemon=$!
+for i in $(seq 200); do [ -e $admin/kdamonds/nr_kdamonds ] && break; sleep 0.05; done
+# never let damo near anything but our mount
+fstype=$(findmnt -n -o FSTYPE --target $admin | tail -n 1)
+if [ "$fstype" != fuse.pydamon ]; then
+    echo "not our mount: $fstype" > "$out/guard"; kill $daemon; exit 3
+fi
+sleep 1000 &
+workload=$!
+echo $workload > "$out/workload.pid"
+cat /proc/$workload/maps > "$out/workload.maps"
+run() {
+    name=$1; shift
+    "$DAMO" "$@" > "$out/$name.out" 2>&1
+    echo $? > "$out/$name.rc"
+}
+run start start $workload
+sleep 1
+run tune tune $workload --aggr 200ms
+run report_damon report damon
+sleep 1
+t0=$(date +%s.%N)
+run report_access report access --raw_number
+t1=$(date +%s.%N)
+echo "$t0 $t1" > "$out/report_access.time"
+run stop stop
+run record record $workload --snapshot 0.5 4 --do_record access -o "$out/damon.data"
+run heatmap report heatmap -i "$out/damon.data"
+run wss report wss -i "$out/damon.data" --exclude_samples 0
+# no target: paddr over the host's biggest System RAM range
+run start_paddr start
+sleep 1
+run report_paddr report access --raw_number
+run stop_paddr stop
+kill $workload
+kill -TERM $daemon
+wait $daemon
+echo $? > "$out/daemon.rc"
+grep -c " fuse.pydamon " /proc/self/mounts > "$out/mounts_left" || true
+"""
+
+REGION_LINE = re.compile(r"^\d+\s+addr (\d+)\s+size (\d+)\s+access ([\d.]+)\s+age")
+
+
+def test_damo_drives_the_daemon(tmp_path):
+    reason = _missing()
+    if reason:
+        pytest.skip(reason)
+    env = dict(os.environ, PY=sys.executable, DAMO=str(DAMO))
+    env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '')}"
+    proc = subprocess.run([str(SANDBOX), "--", "bash", "-c", SCENARIO, "scenario", str(tmp_path)],
+                          env=env, capture_output=True, text=True, timeout=240)
+    log = (tmp_path / "daemon.log").read_text() if (tmp_path / "daemon.log").exists() else ""
+    assert proc.returncode == 0, f"{proc.stdout}\n{proc.stderr}\n{log}"
+
+    def result(name: str) -> tuple[int, str]:
+        return (int((tmp_path / f"{name}.rc").read_text()),
+                (tmp_path / f"{name}.out").read_text())
+
+    for name in ("start", "tune", "report_damon", "report_access", "stop", "record",
+                 "heatmap", "wss", "start_paddr", "report_paddr", "stop_paddr"):
+        rc, out = result(name)
+        assert rc == 0, f"damo {name} failed ({rc}):\n{out}\n--- daemon log:\n{log}"
+    assert int((tmp_path / "daemon.rc").read_text()) == 0
+    assert (tmp_path / "mounts_left").read_text().strip() == "0"
+
+    # report damon shows the running kdamond on the workload, as vaddr
+    pid = int((tmp_path / "workload.pid").read_text())
+    report = result("report_damon")[1]
+    assert "state: on" in report and "ops: vaddr" in report and f"pid: {pid}" in report
+    assert "aggr 200 ms" in report  # damo tune took effect
+
+    # the live access report shows the simulated hot set where it is
+    hot = workload_from_maps((tmp_path / "workload.maps").read_text())
+    assert hot is not None
+    pattern = hot.phases[0].patterns[0]
+    hot_start, hot_end = pattern.start, pattern.end
+    regions = [(int(m.group(1)), int(m.group(2)), float(m.group(3)))
+               for line in result("report_access")[1].splitlines()
+               if (m := REGION_LINE.match(line.strip()))]
+    assert regions, result("report_access")[1]
+    hottest = max(regions, key=lambda r: r[2])
+    assert hottest[2] > 0
+    accessed = [r for r in regions if r[2] > 0]
+    # every accessed region overlaps the hot range, and the hottest lies in it
+    assert all(r[0] < hot_end and r[0] + r[1] > hot_start for r in accessed), (
+        hot_start, hot_end, accessed)
+    t0, t1 = (float(x) for x in (tmp_path / "report_access.time").read_text().split())
+    print(f"damo report access (live) took {t1 - t0:.2f} s")
+
+    # the record holds snapshots; wss reads them
+    assert (tmp_path / "damon.data").stat().st_size > 0
+    assert "# <percentile> <wss>" in result("wss")[1]
+    # paddr: one region reported from the host's /proc/iomem range on
+    paddr = [m for line in result("report_paddr")[1].splitlines()
+             if (m := REGION_LINE.match(line.strip()))]
+    assert paddr, result("report_paddr")[1]
