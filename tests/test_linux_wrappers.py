@@ -1,0 +1,457 @@
+"""Host tests of the Linux wrappers: parsing and batching over made-up files.
+
+The real kernel paths run in the guest (tests/kernel); here every wrapper
+reads ordinary files laid out like the kernel's, so the batching rules
+(which entries one call covers, how many calls a sample costs) are checked
+exactly.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import random
+from array import array
+
+import numpy as np
+import pytest
+
+from pydamon.core.context import Context
+from pydamon.core.damos import Action, DamosFilter, FilterType, Scheme
+from pydamon.core.target import Target
+from pydamon.errors import DamonError
+from pydamon.linux import caps, page_idle, pagemap, pidfd, procfs, syscount
+from pydamon.linux.batching import group_runs
+from pydamon.ops.paddr import PaddrOps
+from pydamon.ops.vaddr import FvaddrOps, ProcessHandle, VaddrOps, open_process
+
+MAPS = """\
+55d0c0000000-55d0c0021000 r--p 00000000 08:01 131 /usr/bin/python3.11
+55d0c0021000-55d0c0300000 r-xp 00021000 08:01 131 /usr/bin/python3.11
+55d0c1000000-55d0c1400000 rw-p 00000000 00:00 0 [heap]
+7f0000000000-7f0040000000 rw-p 00000000 00:00 0
+7f0040000000-7f0040001000 r--p 00000000 08:01 99 /usr/lib/libc.so.6 (deleted)
+7ffc00000000-7ffc00021000 rw-p 00000000 00:00 0 [stack]
+"""
+
+IOMEM = """\
+00000000-00000fff : Reserved
+00001000-0009fbff : System RAM
+000a0000-000bffff : PCI Bus 0000:00
+00100000-7ffdffff : System RAM
+  01000000-01ffffff : Kernel code
+  02000000-0fffffff : System RAM
+100000000-17fffffff : System RAM
+fd000000-fdffffff : PCI Bus 0000:00
+"""
+
+MEMINFO = """\
+MemTotal:        2000000 kB
+MemFree:          500000 kB
+MemAvailable:    1500000 kB
+"""
+
+STATUS = """\
+Name:\tpython3
+VmRSS:\t  1048576 kB
+VmSwap:\t    65536 kB
+Threads:\t1
+"""
+
+
+# -- procfs ---------------------------------------------------------------------------
+def test_parse_maps_ranges_and_paths():
+    maps = procfs.parse_maps(MAPS)
+    assert len(maps) == 6
+    assert maps[2].path == "[heap]" and maps[2].perms == "rw-p"
+    assert maps[4].path == "/usr/lib/libc.so.6 (deleted)"
+    ranges = procfs.maps_ranges(MAPS)
+    assert ranges[0] == (0x55D0C0000000, 0x55D0C0021000)
+    assert ranges == sorted(ranges)
+    assert procfs.parse_maps("garbage\n\n") == []
+
+
+def test_biggest_system_ram_skips_nested_and_hidden():
+    # the nested "System RAM" line is larger than nothing but is not top level
+    assert procfs.biggest_system_ram(IOMEM) == (0x100000000, 0x180000000)
+    hidden = "00000000-00000000 : System RAM\n00000000-00000000 : System RAM\n"
+    assert procfs.biggest_system_ram(hidden) is None
+    assert procfs.biggest_system_ram("00000000-00000fff : Reserved\n") is None
+
+
+def test_free_mem_rate_is_per_mille():
+    assert procfs.free_mem_rate_of(MEMINFO) == 250
+    assert procfs.free_mem_rate_of("MemFree: 1 kB\n") is None
+
+
+def test_status_and_stat_parsing():
+    st = procfs.parse_kb_file(STATUS)
+    assert st["VmRSS"] == 1048576 and st["VmSwap"] == 65536
+    stat = "1234 (kdamond.0 (x) y) S 2 0 0 0 -1 2129984 0 0 0 0 17 42 0 0 20 0 1 0"
+    assert procfs.parse_stat_cpu_ticks(stat) == 59
+
+
+# -- batching -------------------------------------------------------------------------
+def test_group_runs_joins_within_gap_and_length():
+    assert group_runs([], 3, 10) == []
+    assert group_runs([5], 0, 10) == [(5, 1, 0, 1)]
+    # 1,2 adjacent; 4 is one unused entry past 2 (gap 1 allowed); 10 too far
+    assert group_runs([1, 2, 4, 10], 1, 100) == [(1, 4, 0, 3), (10, 1, 3, 4)]
+    assert group_runs([1, 2, 4, 10], 0, 100) == [(1, 2, 0, 2), (4, 1, 2, 3), (10, 1, 3, 4)]
+    # the length limit cuts a dense stretch
+    assert group_runs(list(range(10)), 0, 4) == [(0, 4, 0, 4), (4, 4, 4, 8), (8, 2, 8, 10)]
+    # repeats share their entry; a step backwards starts a new run
+    assert group_runs([3, 3, 4, 2], 0, 10) == [(3, 2, 0, 3), (2, 1, 3, 4)]
+    with pytest.raises(ValueError):
+        group_runs([1], 0, 0)
+
+
+def test_group_runs_covers_every_key_greedily():
+    rng = random.Random(7)
+    for _ in range(300):
+        keys = sorted(rng.sample(range(5000), rng.randint(1, 200)))
+        gap, max_len = rng.randint(0, 20), rng.randint(1, 600)
+        runs = group_runs(keys, gap, max_len)
+        assert runs[0][2] == 0 and runs[-1][3] == len(keys)
+        for (first, n, i, j), nxt in zip(runs, runs[1:] + [None], strict=True):
+            assert first == keys[i] and first + n - 1 == keys[j - 1] and n <= max_len
+            assert all(keys[k + 1] - keys[k] <= gap + 1 for k in range(i, j - 1))
+            if nxt is not None:
+                # greedy: the next key could not have joined this run
+                k = keys[j]
+                assert k - keys[j - 1] > gap + 1 or k - first >= max_len
+
+
+# -- fake kernel files ------------------------------------------------------------------
+def write_entries(path, entries: dict[int, int], size_entries: int) -> None:
+    buf = array("Q", bytes(8 * size_entries))
+    for i, v in entries.items():
+        buf[i] = v
+    with open(path, "wb") as f:
+        f.write(buf.tobytes())
+
+
+def test_pagemap_reader_batches_adjacent_pages(tmp_path):
+    present = pagemap.PM_PRESENT
+    entries = {10: present | 1000, 11: present | 1001, 20: present | 7, 40: pagemap.PM_SWAP | 5}
+    path = tmp_path / "pagemap"
+    write_entries(path, entries, 64)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        reader = pagemap.PagemapReader(fd, max_gap_pages=8)
+        syscount.reset()
+        addrs = [10 << 12, (11 << 12) + 123, 20 << 12, 40 << 12, 63 << 12, 500 << 12]
+        assert reader.frames(addrs) == [1000, 1001, 7, -1, -1, -1]
+        # 10,11,20 in one read (gap 8), 40, 63, 500 alone: 4 reads; 500 is past the end
+        assert syscount.counts["pagemap"] == 4
+        reader.max_gap_pages = 0
+        syscount.reset()
+        reader.frames(addrs)
+        assert syscount.counts["pagemap"] == 5
+    finally:
+        os.close(fd)
+
+
+def test_bitmap_write_spans_set_only_sampled_bits():
+    pfns = [3, 64 + 5, 64 * 40, 64 * 40 + 63, -1, 3]
+    spans = page_idle.build_write_spans(pfns, max_gap_words=50)
+    assert len(spans) == 1
+    offset, words = spans[0]
+    assert offset == 0 and len(words) == 41
+    assert words[0] == 1 << 3 and words[1] == 1 << 5 and words[40] == (1 << 63) | 1
+    assert sum(bin(w).count("1") for w in words) == 4
+    spans = page_idle.build_write_spans(pfns, max_gap_words=0)
+    assert [(o, len(w)) for o, w in spans] == [(0, 2), (40 * 8, 1)]
+    # a write never exceeds one page of bitmap
+    far = [0, 64 * 511, 64 * 512]
+    spans = page_idle.build_write_spans(far, max_gap_words=10_000)
+    assert [len(w) for _, w in spans] == [512, 1]
+    assert all(o % 8 == 0 for o, _ in spans)
+
+
+def test_bitmap_write_budget_splits_at_the_largest_gaps():
+    words = [0, 10, 11, 200, 205, 1000, 1003, 3000]
+    assert page_idle.gap_for_budget(words, 2, 100) == 2
+    # 4 calls: split at the three largest gaps (1996, 794, 188), carry the rest
+    gap = page_idle.gap_for_budget(words, 2, 4)
+    runs = group_runs(words, gap, 10_000)
+    assert len(runs) == 4 and [r[0] for r in runs] == [0, 200, 1000, 3000]
+    pfns = [w * 64 for w in words]
+    spans = page_idle.build_write_spans(pfns, max_gap_words=2, calls_per_frame=0.5)
+    assert len(spans) == 4
+    spans = page_idle.build_write_spans(pfns, max_gap_words=2, calls_per_frame=None)
+    assert len(spans) == 6
+
+
+def test_bitmap_roundtrip_reads_only_needed_words(tmp_path):
+    path = tmp_path / "bitmap"
+    path.write_bytes(bytes(8 * 1024))
+    fd = os.open(path, os.O_RDWR)
+    try:
+        bm = page_idle.IdleBitmap(fd, write_max_gap_words=1000, write_calls_per_frame=None)
+        pfns = [5, 70, 64 * 100 + 1, 64 * 900 + 2]
+        syscount.reset()
+        bm.mark_idle(pfns)
+        # words 0..100 fit one page of bitmap, word 900 needs a second write
+        assert syscount.counts["bitmap_write"] == 2
+        # an access clears a frame's idle bit (the kernel does it on the rmap walk)
+        raw = array("Q", path.read_bytes())
+        raw[1] &= ~(1 << 6)
+        path.write_bytes(raw.tobytes())
+        syscount.reset()
+        idle = bm.read_idle(pfns + [-1])
+        assert idle == [True, False, True, True, False]
+        # words 0, 1 are consecutive: one read; 100 and 900 alone
+        assert syscount.counts["bitmap_read"] == 3
+    finally:
+        os.close(fd)
+
+
+def test_block_info_finds_heads_and_whole_pmd_folios():
+    head, tail = page_idle.KPF_COMPOUND_HEAD, page_idle.KPF_COMPOUND_TAIL
+    whole = [head] + [tail] * 511
+    assert page_idle.block_info_of(512, whole, 512 + 300) == (512, True)
+    assert page_idle.block_info_of(512, whole, 512) == (512, True)
+    # four 128-frame folios (mTHP): the head is found, the block is not one folio
+    mthp = ([head] + [tail] * 127) * 4
+    assert page_idle.block_info_of(0, mthp, 300) == (256, False)
+    assert page_idle.block_info_of(0, [tail] * 512, 5) == (None, False)
+
+
+def make_kpageflags(path, flags: dict[int, int], nr_frames: int) -> None:
+    write_entries(path, flags, nr_frames)
+
+
+class FakeKernel:
+    """A process with some pages, its pagemap, a bitmap and kpageflags, as files."""
+
+    LRU = page_idle.KPF_LRU
+
+    def __init__(self, tmp_path, nr_frames: int = 1 << 15):
+        self.dir = tmp_path
+        self.nr_frames = nr_frames
+        self.page_of: dict[int, int] = {}  # virtual page -> frame
+        self.flags: dict[int, int] = {}
+
+    def map_small(self, vpage: int, frame: int) -> None:
+        self.page_of[vpage] = frame
+        self.flags[frame] = self.LRU
+
+    def map_huge(self, vpage: int, frame: int) -> None:
+        assert vpage % 512 == 0 and frame % 512 == 0
+        for k in range(512):
+            self.page_of[vpage + k] = frame + k
+            kind = page_idle.KPF_COMPOUND_HEAD if k == 0 else page_idle.KPF_COMPOUND_TAIL
+            self.flags[frame + k] = self.LRU | page_idle.KPF_THP | kind
+
+    def files(self):
+        pm = self.dir / "pagemap"
+        nr_pages = max(self.page_of) + 1024
+        write_entries(pm, {v: pagemap.PM_PRESENT | f for v, f in self.page_of.items()}, nr_pages)
+        kpf = self.dir / "kpageflags"
+        make_kpageflags(kpf, self.flags, self.nr_frames)
+        bm = self.dir / "bitmap"
+        bm.write_bytes(bytes(self.nr_frames // 8))
+        return pm, kpf, bm
+
+    def bitmap_words(self) -> array:
+        return array("Q", (self.dir / "bitmap").read_bytes())
+
+    def touch(self, frame: int) -> None:
+        """What an access does to the bitmap: the frame's idle bit clears."""
+        raw = self.bitmap_words()
+        raw[frame >> 6] &= ~(1 << (frame & 63))
+        (self.dir / "bitmap").write_bytes(raw.tobytes())
+
+
+@pytest.fixture
+def fake_vaddr(tmp_path):
+    k = FakeKernel(tmp_path)
+    for v in range(0, 100):
+        k.map_small(v, 5000 + 3 * v)
+    k.map_huge(512, 1024)  # virtual pages 512..1023 on frames 1024..1535
+    pm, kpf, bm = k.files()
+    ops = VaddrOps()
+    ops.frames = page_idle.FrameChecker(
+        page_idle.IdleBitmap(os.open(bm, os.O_RDWR)),
+        page_idle.KPageFlags(os.open(kpf, os.O_RDONLY)))
+    pm_fd = os.open(pm, os.O_RDONLY)
+    own = pidfd.pidfd_open(os.getpid())
+    proc_dir = os.open("/proc/self", os.O_RDONLY | os.O_DIRECTORY)
+    t = Target(pid=os.getpid())
+    t.handle = ProcessHandle(os.getpid(), own, proc_dir, pm_fd, pagemap.PagemapReader(pm_fd))
+    yield k, ops, t
+    ops.detach(t)
+    ops.frames.close()
+
+
+def test_vaddr_checks_huge_pages_through_their_head(fake_vaddr):
+    k, ops, t = fake_vaddr
+    addrs = np.array([(5 << 12) + 17, (600 << 12) + 5, (700 << 12), 300 << 12], np.int64)
+    syscount.reset()
+    ops.prepare_access_checks(t, addrs)
+    # small page checked itself, both huge-page samples through the head frame,
+    # the unmapped page not at all
+    assert t.handle.check_pfns == [5015, 1024, 1024, -1]
+    assert (k.bitmap_words()[1024 >> 6] >> (1024 & 63)) & 1  # the head is marked idle
+    first = syscount.snapshot()
+    assert first["kpageflags"] >= 2  # discovery: frame flags, then the block's flags
+    assert list(ops.check_accesses(t, addrs)) == [False, False, False, False]
+    k.touch(1024)
+    assert list(ops.check_accesses(t, addrs)) == [False, True, True, False]
+    # the next sample knows both blocks: no kpageflags read, and the huge
+    # page is translated through its first page
+    syscount.reset()
+    ops.prepare_access_checks(t, np.array([(7 << 12), (900 << 12)], np.int64))
+    assert t.handle.check_pfns == [5021, 1024]
+    assert "kpageflags" not in syscount.counts
+    assert t.handle.blocks == {0: 0, 1: 1}
+    # an update interval after the time to live forgets what backs each block
+    from pydamon.core.clock import VirtualClock
+
+    clock = VirtualClock()
+    ctx = Context(ops, targets=[t], clock=clock)
+    ops.update(ctx)
+    assert t.handle.blocks == {0: 0, 1: 1}
+    clock.sleep_us(int(ops.block_kind_ttl_s * 1e6))
+    ops.update(ctx)
+    assert t.handle.blocks == {}
+
+
+def test_vaddr_zero_page_and_off_lru_frames_are_not_accessed(tmp_path):
+    k = FakeKernel(tmp_path)
+    k.page_of[1] = 77
+    k.flags[77] = page_idle.KPF_ZERO_PAGE  # not LRU
+    k.map_small(2, 90)
+    pm, kpf, bm = k.files()
+    frames = page_idle.FrameChecker(page_idle.IdleBitmap(os.open(bm, os.O_RDWR)),
+                                    page_idle.KPageFlags(os.open(kpf, os.O_RDONLY)))
+    try:
+        check, pmd = frames.resolve([77, 90])
+        assert check == [-1, 90] and pmd == [False, False]
+        assert frames.zero_pfns == {77}
+        frames.mark(check)
+        assert frames.accessed(check) == [False, False]
+    finally:
+        frames.close()
+
+
+# -- process handles, capability errors, actions ------------------------------------------
+def test_open_process_rejects_dead_and_bad_pids():
+    with pytest.raises(DamonError) as e:
+        open_process(None)
+    assert e.value.errno == errno.EINVAL
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    os.waitpid(pid, 0)
+    with pytest.raises(DamonError) as e:
+        open_process(pid)
+    assert e.value.errno == errno.EINVAL and str(pid) in str(e.value)
+
+
+def test_pidfd_sees_exit_of_a_child():
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.read(r, 1)
+        os._exit(0)
+    fd = pidfd.pidfd_open(pid)
+    try:
+        assert not pidfd.pidfd_exited(fd)
+        os.write(w, b"x")
+        os.waitpid(pid, 0)
+        assert pidfd.pidfd_exited(fd)
+    finally:
+        os.close(fd)
+        os.close(r)
+        os.close(w)
+
+
+def test_missing_idle_page_tracking_names_the_kernel_option(tmp_path):
+    with pytest.raises(DamonError) as e:
+        caps.check_idle_page_tracking(str(tmp_path / "nope"))
+    assert "CONFIG_IDLE_PAGE_TRACKING" in str(e.value) and "\n" not in str(e.value)
+
+
+def test_pagemap_without_frames_is_a_clear_error(tmp_path):
+    hidden = tmp_path / "pagemap"
+    hidden.write_bytes(bytes(8 << 20))  # every entry zero, as for an unprivileged reader
+    with pytest.raises(DamonError) as e:
+        caps.check_pagemap_frames(str(hidden))
+    assert "frame numbers" in str(e.value)
+
+
+def test_not_root_is_a_clear_error(monkeypatch):
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    with pytest.raises(DamonError) as e:
+        caps.check_root()
+    assert e.value.errno == errno.EPERM and "root" in str(e.value)
+
+
+@pytest.mark.skipif(os.path.exists(page_idle.BITMAP_PATH), reason="this kernel has page_idle")
+def test_start_without_idle_page_tracking_fails_at_attach():
+    from pydamon.core.kdamond import Kdamond
+
+    ctx = Context("vaddr", targets=[Target(pid=os.getpid())])
+    with pytest.raises(DamonError) as e:
+        Kdamond(ctx).run(nr_samples=1)
+    assert "CONFIG_IDLE_PAGE_TRACKING" in str(e.value)
+
+
+@pytest.mark.parametrize("action", [Action.NOHUGEPAGE, Action.LRU_PRIO, Action.LRU_DEPRIO,
+                                    Action.MIGRATE_COLD])
+def test_vaddr_rejects_actions_it_cannot_apply(action, caplog):
+    for ops in (VaddrOps(), FvaddrOps()):
+        ctx = Context(ops, targets=[Target(pid=1)], schemes=[Scheme(action=action)])
+        with pytest.raises(DamonError) as e:
+            ctx.validate()
+        assert e.value.errno == errno.EINVAL and action.value in str(e.value)
+    assert any(action.value in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize("action", [Action.STAT, Action.WILLNEED, Action.COLD,
+                                    Action.PAGEOUT, Action.HUGEPAGE])
+def test_vaddr_accepts_actions_with_a_remote_mechanism(action):
+    Context(VaddrOps(), targets=[Target(pid=1)], schemes=[Scheme(action=action)]).validate()
+
+
+def test_paddr_accepts_only_stat_without_ops_filters(caplog):
+    Context(PaddrOps(), targets=[Target()], schemes=[Scheme(action=Action.STAT)]).validate()
+    for s in (Scheme(action=Action.PAGEOUT), Scheme(action=Action.LRU_PRIO),
+              Scheme(action=Action.STAT, filters=[DamosFilter(FilterType.ANON)])):
+        with pytest.raises(DamonError) as e:
+            Context(PaddrOps(), targets=[Target()], schemes=[s]).validate()
+        assert e.value.errno == errno.EINVAL
+    assert sum("rejecting" in r.getMessage() for r in caplog.records) == 3
+
+
+def test_paddr_default_region_is_biggest_system_ram(tmp_path):
+    p = tmp_path / "iomem"
+    p.write_text(IOMEM)
+    assert [(r.start, r.end) for r in PaddrOps(str(p)).default_ranges(Target())] == [
+        (0x100000000, 0x180000000)]
+
+
+def test_vaddr_apply_counts_only_what_the_kernel_accepted():
+    """process_madvise on our own process: a hole makes the kernel refuse (ENOMEM)."""
+    import mmap
+
+    m = mmap.mmap(-1, 8 << 12)
+    addr = np.frombuffer(m, np.uint8).ctypes.data
+    ops = VaddrOps()
+    t = Target(pid=os.getpid())
+    own = pidfd.pidfd_open(os.getpid())
+    proc_dir = os.open("/proc/self", os.O_RDONLY | os.O_DIRECTORY)
+    pm_fd = os.open("/proc/self/pagemap", os.O_RDONLY)
+    t.handle = ProcessHandle(os.getpid(), own, proc_dir, pm_fd, pagemap.PagemapReader(pm_fd))
+    try:
+        ctx = Context(ops, targets=[t])
+        s = Scheme(action=Action.COLD)
+        assert ops.apply_scheme(ctx, t, addr, addr + (8 << 12), s) == (8 << 12, 0)
+        # an unmapped page right after the buffer: nothing counts as applied
+        assert ops.apply_scheme(ctx, t, addr, addr + (1 << 30), s)[0] == 0
+    finally:
+        ops.detach(t)
+        del addr
+        m.close()
