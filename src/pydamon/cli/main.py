@@ -42,7 +42,7 @@ class _Parser(argparse.ArgumentParser):
 
 # -- record / schemes ---------------------------------------------------------------------
 def _add_record_args(p: argparse.ArgumentParser, *, recording: bool) -> None:
-    p.add_argument("target", nargs=argparse.REMAINDER,
+    p.add_argument("target", nargs="*",
                    help="what to monitor: '-- CMD ARGS' (a command to run), a pid, "
                         "'paddr' (physical memory), or a quoted command line")
     add_monitoring_args(p)
@@ -258,7 +258,7 @@ def _add_control_args(p: argparse.ArgumentParser, *, staging: bool) -> None:
                    help=f"the DAMON sysfs admin directory to drive (default {DEFAULT_SYSFS_DIR}, "
                         "where 'pydamon daemon' mounts it)")
     if staging:
-        p.add_argument("target", nargs=argparse.REMAINDER,
+        p.add_argument("target", nargs="*",
                        help="a pid, 'paddr', or '-- CMD ARGS' to start and monitor")
         add_monitoring_args(p, default_update="1s")
         add_damos_args(p)

@@ -194,6 +194,14 @@ def run_session(spec: SessionSpec, out: TextIO = sys.stderr) -> SessionResult:
     except BaseException:
         if child is not None and child.poll() is None:
             child.terminate()
+        if writer is not None:
+            writer.close()
+            if writer.nr_snapshots == 0:
+                # a session that failed before its first snapshot leaves no empty record
+                try:
+                    os.unlink(writer.path)
+                except OSError:
+                    pass
         raise
     finally:
         if writer is not None:
