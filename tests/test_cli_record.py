@@ -131,6 +131,6 @@ def test_damon_error_lines_name_the_fix():
     import errno
 
     line = _damon_error_line(DamonError(errno.EOPNOTSUPP, "vaddr needs CONFIG_IDLE_PAGE_TRACKING"))
-    assert "--sim WORKLOAD" in line and "CONFIG_IDLE_PAGE_TRACKING=y" in line
+    assert "--sim hotcold" in line and "CONFIG_IDLE_PAGE_TRACKING" in line
     assert "run as root" in _damon_error_line(DamonError(errno.EPERM, "cannot open pagemap"))
     assert "ps -p" in _damon_error_line(DamonError(errno.ESRCH, "no such process"))

@@ -513,9 +513,10 @@ def _damon_error_line(e: DamonError) -> str:
     name = e.errname if hasattr(e, "errname") else errno.errorcode.get(e.errno or 0, "?")
     text = f"{msg} ({name})"
     if "IDLE_PAGE_TRACKING" in msg.upper() or "page_idle" in msg:
-        text += ("; this kernel cannot report page accesses to user space: use "
-                 "'--sim WORKLOAD' (e.g. pydamon record --sim hotcold), or a kernel built "
-                 "with CONFIG_IDLE_PAGE_TRACKING=y")
+        if "CONFIG_IDLE_PAGE_TRACKING" not in msg:
+            text += "; the kernel needs CONFIG_IDLE_PAGE_TRACKING=y"
+        text += ("; on this kernel, monitor a simulated workload instead: "
+                 "pydamon record --sim hotcold (or run pydamon demo)")
     elif e.errno in (errno.EPERM, errno.EACCES):
         text += "; run as root (monitoring other processes' memory needs it)"
     elif e.errno == errno.ESRCH or "no such process" in msg.lower() or "exited" in msg:
