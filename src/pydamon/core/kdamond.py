@@ -77,6 +77,7 @@ class Kdamond:
         self._exclusive = False
         self.tid: int | None = None
         self.error: BaseException | None = None
+        self._run_end_ns: int | None = None
 
     # -- state ------------------------------------------------------------------
     @property
@@ -142,6 +143,8 @@ class Kdamond:
         self._stop.clear()
         self.tid = threading.get_native_id()
         end_ns = None if duration_us is None else self.ctx.clock.now_ns() + duration_us * 1000
+        # seen by _wait_activation too: watermarks may pause monitoring past the end
+        self._run_end_ns = end_ns
         try:
             self._init_loop()
             n = 0
@@ -156,6 +159,7 @@ class Kdamond:
                     break
                 n += 1
         finally:
+            self._run_end_ns = None
             self._terminate()
 
     def _prepare(self) -> None:
@@ -458,6 +462,8 @@ class Kdamond:
             ctx.clock.sleep_us(min_wait, self._stop)
             if ctx.callbacks.after_wmarks_check and ctx.callbacks.after_wmarks_check(ctx):
                 return False
+            if self._run_end_ns is not None and ctx.clock.now_ns() >= self._run_end_ns:
+                return False  # run(duration_us=...) is over even if schemes stayed inactive
             self._handle_calls()
             self._cancel_walk()
         return False
