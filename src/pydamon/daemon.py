@@ -122,11 +122,13 @@ def prepare_mount_point(path: str, mounts_reader: Callable[[], list[MountInfo]] 
     existing = is_mount_point(path, mounts)
     stale = False
     try:
-        os.stat(path)
+        # listdir, not stat: a dead mount may still answer stat from the
+        # kernel's attribute cache, while a directory read needs the daemon
+        os.listdir(path)
     except OSError as e:
         if e.errno == errno.ENOTCONN:
             stale = True
-        elif e.errno != errno.ENOENT:
+        elif e.errno not in (errno.ENOENT, errno.ENOTDIR):
             raise DaemonError(f"{path}: {e.strerror}") from None
     if stale:
         log.warning("%s: a dead FUSE mount is left from an earlier run; unmounting it", path)
@@ -191,7 +193,10 @@ class Daemon:
         self.debugfs_tree = debugfs_tree
 
     def build_trees(self) -> None:
-        if self.sysfs_tree is not None:
+        """Build the trees to serve that were not given (both share one world)."""
+        need_sysfs = self.sysfs_dir and self.sysfs_tree is None
+        need_debugfs = self.debugfs_dir and self.debugfs_tree is None
+        if not (need_sysfs or need_debugfs):
             return
         world = None
         if self.simulate:
@@ -201,8 +206,9 @@ class Daemon:
                 raise DaemonError(f"--simulate needs pydamon.ops.sim: {e}") from None
             world = SimWorld()
         ops_factory, avail = default_ops_factory(self.simulate, world)
-        self.sysfs_tree = build_sysfs_tree(ops_factory, avail)
-        if self.debugfs_dir:
+        if need_sysfs:
+            self.sysfs_tree = build_sysfs_tree(ops_factory, avail)
+        if need_debugfs:
             self.debugfs_tree = _build_debugfs_tree(ops_factory, avail, self.simulate, world)
 
     def _serve_thread(self, tree: Tree, path: str, fsname: str) -> threading.Thread:

@@ -15,9 +15,10 @@ What makes a FUSE mount behave like sysfs/debugfs for tools such as damo:
 
 Caching: a tree whose model reports structural changes
 (``Tree.notifies_structure_changes``, the sysfs model does) lets the kernel
-cache lookups and attributes, and the adapter invalidates exactly the
-directories that disappeared (``fuse_invalidate_path``) before the write
-that removed them returns. Without it, a 7-component sysfs path costs 7
+cache lookups and attributes, and the adapter invalidates the cached
+attributes of every path that disappeared (``fuse_invalidate_path``, which
+in libfuse3 invalidates the inode, not the entry: a stale entry then
+answers ENOENT to stat and open) before the write that removed them returns. Without it, a 7-component sysfs path costs 7
 LOOKUP round trips per open; with it, one open+read costs ~4 requests. A tree
 that does not report changes (debugfs) is served with zero timeouts.
 
@@ -78,6 +79,14 @@ def _errno_of(e: BaseException) -> int:
     return errno.EINVAL
 
 
+def _under_any(path: str, dirs: set[str]) -> bool:
+    while path:
+        if path in dirs:
+            return True
+        path = path.rpartition("/")[0]
+    return False
+
+
 def tree_has_stream(node: Node) -> bool:
     if isinstance(node, StreamFile):
         return True
@@ -97,8 +106,8 @@ class TreeOperations(mfusepy.Operations):
         self._files: dict[int, _OpenFile] = {}
         self._next_fh = itertools.count(1)
         self._closing = threading.Event()
-        # directories the kernel may hold in its dentry cache (cache mode)
-        self._seen_dirs: dict[str, None] = {}
+        # paths the kernel may hold in its caches (cache mode): path -> is a directory
+        self._seen: dict[str, bool] = {}
         self._seen_lock = threading.Lock()
         self._invalidator: _Invalidator | None = None
         now = time.time_ns()
@@ -118,24 +127,29 @@ class TreeOperations(mfusepy.Operations):
 
     # -- cache invalidation --------------------------------------------------------
     def _invalidate_removed(self) -> None:
-        """Tell the kernel to forget every cached directory that no longer exists."""
-        gone: list[str] = []
+        """Make the kernel re-ask about every cached path that no longer exists.
+
+        Models remove whole directories, so only directories are checked;
+        every seen path under a removed one is gone with it.
+        """
         with self.tree.lock, self._seen_lock:
-            for path in self._seen_dirs:
+            gone_dirs = set()
+            for path, is_dir in self._seen.items():
+                if not is_dir:
+                    continue
                 try:
                     node = self.tree.lookup(path)
                 except OSError:
                     node = None
                 if not isinstance(node, Dir):
-                    gone.append(path)
-            if not gone:
+                    gone_dirs.add(path)
+            if not gone_dirs:
                 return
-            # descendants of a gone directory go with it
+            gone = [p for p in self._seen if _under_any(p, gone_dirs)]
             for path in gone:
-                del self._seen_dirs[path]
+                del self._seen[path]
         if self._invalidator is not None:
-            # parents first: dropping a directory's dentry drops its subtree
-            self._invalidator.invalidate(sorted(gone, key=len), INVALIDATE_WAIT_S)
+            self._invalidator.invalidate(gone, INVALIDATE_WAIT_S)
 
     # -- lookups ---------------------------------------------------------------
     def _lookup(self, path: str) -> Node:
@@ -149,13 +163,13 @@ class TreeOperations(mfusepy.Operations):
             node = self._lookup(path)
             if isinstance(node, Dir):
                 mode, size, nlink = stat.S_IFDIR | node.mode, 0, 2
-                if self.cache:
-                    with self._seen_lock:
-                        self._seen_dirs[path] = None
             elif isinstance(node, StreamFile):
                 mode, size, nlink = stat.S_IFREG | node.mode, 0, 1
             else:
                 mode, size, nlink = stat.S_IFREG | node.mode, FILE_SIZE, 1
+            if self.cache:
+                with self._seen_lock:
+                    self._seen[path] = isinstance(node, Dir)
         t = self._time
         return {"st_mode": mode, "st_nlink": nlink, "st_size": size, "st_uid": self._uid,
                 "st_gid": self._gid, "st_atime": t, "st_mtime": t, "st_ctime": t}
