@@ -235,19 +235,16 @@ class RateMap:
         bounds = np.unique(np.concatenate((starts, ends)))
         lo = np.searchsorted(bounds, starts)
         hi = np.searchsorted(bounds, ends)
-        # difference arrays; "every sample" pieces are counted apart since inf - inf is nan
-        finite = np.isfinite(rates)
-        diff = np.zeros(len(bounds), np.float64)
-        np.add.at(diff, lo[finite], rates[finite])
-        np.add.at(diff, hi[finite], -rates[finite])
-        nr_always = np.zeros(len(bounds), np.int64)
-        np.add.at(nr_always, lo[~finite], 1)
-        np.add.at(nr_always, hi[~finite], -1)
-        seg = np.cumsum(diff)[:-1]
-        # float residue of adding and subtracting rates must not read as a tiny rate
-        scale = float(np.abs(rates[finite]).max()) if finite.any() else 0.0
-        seg = np.where(np.abs(seg) <= scale * 1e-9, 0.0, seg)
-        seg = np.where(np.cumsum(nr_always)[:-1] > 0, EVERY_SAMPLE, seg)
+        # each segment sums the pieces covering it (exact for disjoint pieces, unlike a
+        # running sum of differences); "every sample" pieces are counted apart
+        seg = np.zeros(len(bounds) - 1, np.float64)
+        nr_always = np.zeros(len(bounds) - 1, np.int64)
+        for a, b, rate in zip(lo.tolist(), hi.tolist(), rates.tolist(), strict=True):
+            if math.isinf(rate):
+                nr_always[a:b] += 1
+            else:
+                seg[a:b] += rate
+        seg = np.where(nr_always > 0, EVERY_SAMPLE, seg)
         return cls(bounds, seg)
 
     def rate_at(self, addrs: np.ndarray) -> np.ndarray:
