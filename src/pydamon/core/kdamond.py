@@ -279,6 +279,8 @@ class Kdamond:
         ctx.next_intervals_tune_sis = ctx.next_aggregation_sis * ctx.attrs.intervals_goal.aggrs
         for s in ctx.schemes:
             s.next_apply_sis = (s.apply_interval_us or ctx.attrs.aggr_us) // sample
+            # a (re)started kdamond opens a fresh quota window on its own clock
+            s.quota_state.charged_from_ns = None
         ctx.ops.init(ctx)
         for t in ctx.targets:
             self._init_target_regions(t)
@@ -309,8 +311,9 @@ class Kdamond:
     def step(self) -> bool:
         """One sampling interval. Returns False when the kdamond must stop."""
         ctx = self.ctx
-        if not self._wait_activation():  # also where a stop request is seen
-            return False
+        active = self._wait_activation()  # also where a stop request is seen
+        if not active:
+            return active is None
         next_aggr = ctx.next_aggregation_sis
         next_update = ctx.next_ops_update_sis
         ops = ctx.ops
@@ -451,22 +454,26 @@ class Kdamond:
         new = replace(attrs, sample_us=sample, aggr_us=sample * attrs.aggr_samples)
         ctx.set_attrs(new)
 
-    def _wait_activation(self) -> bool:
-        """Pause monitoring while every scheme is inactive by its watermarks."""
+    def _wait_activation(self) -> bool | None:
+        """Watermarks: True to sample now, None after a pause, False to stop.
+
+        While every scheme is inactive the kernel sleeps in a loop here
+        without sampling; this makes one round of that loop per call so that
+        ``run()`` can see its own stop conditions between rounds.
+        """
         ctx = self.ctx
-        while not self._need_stop():
-            waits = [wmark_wait_us(ctx, s) for s in ctx.schemes]
-            min_wait = min(waits) if waits else 0
-            if not min_wait:
-                return True
-            ctx.clock.sleep_us(min_wait, self._stop)
-            if ctx.callbacks.after_wmarks_check and ctx.callbacks.after_wmarks_check(ctx):
-                return False
-            if self._run_end_ns is not None and ctx.clock.now_ns() >= self._run_end_ns:
-                return False  # run(duration_us=...) is over even if schemes stayed inactive
-            self._handle_calls()
-            self._cancel_walk()
-        return False
+        if self._need_stop():
+            return False
+        waits = [wmark_wait_us(ctx, s) for s in ctx.schemes]
+        min_wait = min(waits) if waits else 0
+        if not min_wait:
+            return True
+        ctx.clock.sleep_us(min_wait, self._stop)
+        if ctx.callbacks.after_wmarks_check and ctx.callbacks.after_wmarks_check(ctx):
+            return False
+        self._handle_calls()
+        self._cancel_walk()
+        return None
 
     def _handle_calls(self, cancel: bool = False) -> None:
         while True:
