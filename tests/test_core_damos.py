@@ -166,7 +166,7 @@ def test_watermarks_activate_with_hysteresis():
     timeline = [(0, 700), (1, 550), (2, 450), (3, 550), (4, 650), (5, 550), (6, 200)]
     states = []
     samples = []
-    for second, rate in timeline:
+    for _second, rate in timeline:
         ops.free_rate = rate
         before = ctx.passed_sample_intervals
         kd.run(duration_us=1_000_000)

@@ -77,7 +77,6 @@ class Kdamond:
         self._exclusive = False
         self.tid: int | None = None
         self.error: BaseException | None = None
-        self._run_end_ns: int | None = None
 
     # -- state ------------------------------------------------------------------
     @property
@@ -143,8 +142,6 @@ class Kdamond:
         self._stop.clear()
         self.tid = threading.get_native_id()
         end_ns = None if duration_us is None else self.ctx.clock.now_ns() + duration_us * 1000
-        # seen by _wait_activation too: watermarks may pause monitoring past the end
-        self._run_end_ns = end_ns
         try:
             self._init_loop()
             n = 0
@@ -159,7 +156,6 @@ class Kdamond:
                     break
                 n += 1
         finally:
-            self._run_end_ns = None
             self._terminate()
 
     def _prepare(self) -> None:
