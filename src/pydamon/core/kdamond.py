@@ -91,26 +91,7 @@ class Kdamond:
     # -- start / stop -------------------------------------------------------------
     def start(self, exclusive: bool = False) -> None:
         """Validate the context and start the worker thread (damon_start())."""
-        global _nr_running, _running_exclusive
-        with _damon_lock:
-            if self._running:
-                raise ebusy("kdamond is already running")
-            if (exclusive and _nr_running) or (not exclusive and _running_exclusive):
-                raise ebusy("another DAMON user runs exclusively")
-            self._prepare()
-            name = f"kdamond.{_nr_running}"
-            _nr_running += 1
-            if exclusive:
-                _running_exclusive = True
-            self._exclusive = exclusive
-            self._running = True
-        self._stop.clear()
-        started = threading.Event()
-        self._thread = threading.Thread(
-            target=self._thread_main, args=(name, started), name=name, daemon=True
-        )
-        self._thread.start()
-        started.wait()
+        start_kdamonds([self], exclusive)
 
     def stop(self, timeout: float | None = 10.0) -> None:
         """Ask the worker to stop and wait for it (damon_stop()); EPERM if not running."""
