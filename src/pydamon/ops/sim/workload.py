@@ -226,9 +226,21 @@ class RateMap:
 
     @classmethod
     def from_pieces(cls, pieces: list[tuple[int, int, float]]) -> RateMap:
-        pieces = [p for p in pieces if p[1] > p[0] and p[2] > 0]
+        pieces = sorted(p for p in pieces if p[1] > p[0] and p[2] > 0)
         if not pieces:
             return cls(np.zeros(0, np.int64), np.zeros(0, np.float64))
+        if all(a[1] <= b[0] for a, b in zip(pieces, pieces[1:], strict=False)):
+            # disjoint pieces (the usual case, rebuilt every sample for moving spots):
+            # bounds and rates directly, with 0-rate gaps between pieces that do not touch
+            bounds_list = [pieces[0][0]]
+            rate_list: list[float] = []
+            for i, (start, end, rate) in enumerate(pieces):
+                if i and start != bounds_list[-1]:
+                    rate_list.append(0.0)
+                    bounds_list.append(start)
+                rate_list.append(rate)
+                bounds_list.append(end)
+            return cls(np.array(bounds_list, np.int64), np.array(rate_list, np.float64))
         starts = np.array([p[0] for p in pieces], dtype=np.int64)
         ends = np.array([p[1] for p in pieces], dtype=np.int64)
         rates = np.array([p[2] for p in pieces], dtype=np.float64)
@@ -252,9 +264,9 @@ class RateMap:
         addrs = np.asarray(addrs, dtype=np.int64)
         if len(self.bounds) < 2:
             return np.zeros(len(addrs), np.float64)
-        idx = np.searchsorted(self.bounds, addrs, side="right") - 1
-        inside = (idx >= 0) & (idx < len(self.rates))
-        return np.where(inside, self.rates[np.clip(idx, 0, len(self.rates) - 1)], 0.0)
+        # rates padded with 0 on both sides: index 0 is below bounds[0], the last above
+        padded = np.concatenate(([0.0], self.rates, [0.0]))
+        return padded[np.searchsorted(self.bounds, addrs, side="right")]
 
     @property
     def nr_segments(self) -> int:
@@ -284,6 +296,8 @@ class Workload:
     #: ranges populated (resident) at start; None: every mapping
     populated: list[tuple[int, int]] | None = None
     _cache: dict[int, RateMap] = field(default_factory=dict, repr=False, compare=False)
+    _moving_cache: tuple[tuple[int, int], RateMap] | None = field(
+        default=None, repr=False, compare=False)
 
     # -- construction --------------------------------------------------------------
     @classmethod
@@ -333,7 +347,13 @@ class Workload:
                 cached = RateMap.from_pieces([x for p in phase.patterns for x in p.pieces(0)])
                 self._cache[i] = cached
             return cached
-        return RateMap.from_pieces([x for p in phase.patterns for x in p.pieces(int(t_ns))])
+        # the same instant is asked for twice per check (sampling, then faults)
+        key = (i, int(t_ns))
+        if self._moving_cache is not None and self._moving_cache[0] == key:
+            return self._moving_cache[1]
+        rmap = RateMap.from_pieces([x for p in phase.patterns for x in p.pieces(int(t_ns))])
+        self._moving_cache = (key, rmap)
+        return rmap
 
 
 # -- loading ------------------------------------------------------------------------

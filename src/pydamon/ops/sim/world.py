@@ -172,6 +172,8 @@ class SimProcess:
         return removed // PAGE_SIZE
 
     def _touch_pages(self, addrs: np.ndarray) -> None:
+        if not len(self.paged_out) and not len(self.unpopulated):
+            return
         pages = np.unique(addrs - addrs % PAGE_SIZE)
         for iset in (self.paged_out, self.unpopulated):
             hit = pages[iset.contains(pages)] if len(iset) else pages[:0]
