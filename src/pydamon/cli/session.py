@@ -274,7 +274,7 @@ class _ProgressPrinter:
         self.out = out
         self.quiet = quiet
         self.tty = hasattr(out, "isatty") and out.isatty()
-        self.last_print = 0.0
+        self.last_print = time.monotonic()  # the first line after one period, with data
         self.printed = False
 
     def maybe_print(self, elapsed_s: float, virtual: bool = False) -> None:
