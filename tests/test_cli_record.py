@@ -151,7 +151,7 @@ def test_ctrl_c_stops_and_keeps_a_valid_record(tmp_path):
     proc.send_signal(signal.SIGINT)
     stdout, stderr = proc.communicate(timeout=30)
     assert proc.returncode == 0, stderr
-    assert "stopped: interrupted (Ctrl-C)" in stdout
+    assert "stopped: interrupted (Ctrl-C or SIGTERM)" in stdout
     # progress lines (not a terminal: one every 2 s) name the counters
     assert "snapshots" in stderr and "working set" in stderr and "Traceback" not in stderr
     [rec] = read_records(out)
@@ -172,3 +172,25 @@ def test_progress_printer_line():
                                       "34", "working", "set", "5.000", "MiB"]
     pr.maybe_print(3.6)  # within the period: nothing more
     assert buf.getvalue().count("\n") == 1
+
+
+def test_sigterm_finishes_the_record(tmp_path):
+    import signal
+    import time
+
+    out = tmp_path / "t.txt"
+    proc = subprocess.Popen([sys.executable, "-m", "pydamon.cli.main", "record", "--sim",
+                             "hotcold", "--real_time", "-q", "-o", str(out), "-f", "perf_script"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 30
+    while not out.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(1.5)
+    proc.send_signal(signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 0, stderr
+    assert "interrupted" in stdout
+    [rec] = read_records(out)
+    assert len(rec.snapshots) >= 3
+    # every snapshot is complete: as many lines as its nr_regions says
+    assert all(s.nr_regions >= 10 for s in rec.snapshots)

@@ -155,7 +155,8 @@ def cmd_record(args: argparse.Namespace) -> int:
     spec = _session_spec(args, args.out)
     res = run_session(spec)
     p = res.progress
-    what = (f"simulated workload {spec.sim_workload!r}" if spec.sim_workload
+    what = ("simulated physical memory" if spec.sim_workload and spec.ops_name == "paddr"
+            else f"simulated workload {spec.sim_workload!r}" if spec.sim_workload
             else f"command {' '.join(spec.command)!r}" if spec.command
             else f"pid {', '.join(map(str, spec.pids))}" if spec.pids else "physical memory")
     print(f"recorded {what} with ops {spec.ops_name}: {p.nr_snapshots} snapshots, "

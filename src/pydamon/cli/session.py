@@ -177,6 +177,7 @@ def run_session(spec: SessionSpec, out: TextIO = sys.stderr) -> SessionResult:
         ctx.add_aggregation_listener(writer.add_event)
     kd = Kdamond(ctx)
     printer = _ProgressPrinter(progress, out, quiet=spec.quiet)
+    restore_sigterm = _sigterm_as_interrupt()
     t0 = time.monotonic()
     stop_reason = "finished"
     try:
@@ -185,7 +186,7 @@ def run_session(spec: SessionSpec, out: TextIO = sys.stderr) -> SessionResult:
         else:
             stop_reason = _run_threaded(kd, spec, printer, child)
     except KeyboardInterrupt:
-        stop_reason = "interrupted (Ctrl-C)"
+        stop_reason = "interrupted (Ctrl-C or SIGTERM)"
         if kd.running:
             try:
                 kd.stop()
@@ -207,6 +208,7 @@ def run_session(spec: SessionSpec, out: TextIO = sys.stderr) -> SessionResult:
         if writer is not None:
             writer.close()
         printer.finish()
+        restore_sigterm()
     rc = None
     if child is not None:
         if child.poll() is None:
@@ -223,6 +225,25 @@ def run_session(spec: SessionSpec, out: TextIO = sys.stderr) -> SessionResult:
             raise err
         raise SessionError(f"monitoring stopped on an internal error: {err!r}")
     return SessionResult(ctx, progress, time.monotonic() - t0, stop_reason, sim_process, rc)
+
+
+def _sigterm_as_interrupt():
+    """Make SIGTERM stop a session like Ctrl-C (the record file is finished, not cut).
+
+    Returns the function that restores the previous handler. Only the main
+    thread may set signal handlers; elsewhere this does nothing.
+    """
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    return lambda: signal.signal(signal.SIGTERM, previous)
 
 
 def _run_virtual(kd: Kdamond, ctx: Context, spec: SessionSpec, printer: _ProgressPrinter) -> str:
