@@ -177,3 +177,24 @@ def test_missing_and_unwritable(tmp_path):
         RecordWriter(tmp_path / "no" / "such" / "dir.data")
     with pytest.raises(RecordError, match="unknown record format"):
         RecordWriter(tmp_path / "x", "xml")
+
+
+@pytest.mark.parametrize("fmt", [JSON_COMPRESSED, JSON])
+def test_cut_record_is_read_up_to_the_last_flush(tmp_path, monkeypatch, fmt):
+    from pydamon import records
+
+    monkeypatch.setattr(records._Sink, "FLUSH_PERIOD_S", 0.0)  # flush after every write
+    path = tmp_path / "cut.data"
+    w = RecordWriter(path, fmt, IV)
+    for i in range(50):
+        w.add_snapshot(0, snap(i))
+    w._sink.f.flush()
+    data = path.read_bytes()
+    w.close()
+    # as if the recorder had been killed: the file ends mid-way, no trailer
+    path.write_bytes(data[: len(data) * 2 // 3])
+    with pytest.warns(records.RecordWarning, match="cut short"):
+        [rec] = read_records(path)
+    assert 20 <= len(rec.snapshots) < 50
+    assert [list(s.rows()) for s in rec.snapshots] == [
+        list(snap(i).rows()) for i in range(len(rec.snapshots))]

@@ -35,6 +35,8 @@ import json
 import os
 import re
 import tempfile
+import time
+import warnings
 import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -228,13 +230,29 @@ def read_records(path: str | os.PathLike) -> list[Record]:
                           f"(record longer than one aggregation interval)")
     fmt = detect_format(head)
     try:
-        if fmt == JSON_COMPRESSED:
+        if fmt in (JSON_COMPRESSED, JSON):
             with open(path, "rb") as f:
-                data = zlib.decompress(f.read())
-            return records_from_json(json.loads(data))
-        if fmt == JSON:
-            with open(path, "rb") as f:
-                return records_from_json(json.load(f))
+                raw = f.read()
+            if fmt == JSON_COMPRESSED:
+                z = zlib.decompressobj()
+                data = z.decompress(raw)
+                complete = z.eof
+            else:
+                data, complete = raw, True
+            try:
+                return records_from_json(json.loads(data))
+            except json.JSONDecodeError:
+                if complete and fmt == JSON_COMPRESSED:
+                    raise
+                recovered = _recover_cut_json(data.decode("utf-8", "replace"))
+                if recovered is None:
+                    raise
+                records = records_from_json(json.loads(recovered))
+                n = sum(len(r.snapshots) for r in records)
+                warnings.warn(f"record file {path!r} was cut short (a recording killed before "
+                              f"it finished?); read the {n} complete snapshots before the cut",
+                              RecordWarning, stacklevel=2)
+                return records
         if fmt == PERF_SCRIPT:
             with open(path, encoding="utf-8", errors="replace") as f:
                 records = parse_perf_script(f)
@@ -255,6 +273,26 @@ def read_records(path: str | os.PathLike) -> list[Record]:
         raise RecordError(f"record file {path!r} does not look like a DAMON record "
                           f"(bad or missing field: {e})") from None
     raise RecordError(f"{path!r} is not a DAMON record file (binary data of unknown format)")
+
+
+class RecordWarning(UserWarning):
+    """A record file that was readable only in part."""
+
+
+_SNAPSHOT_END = '"sample_interval_us": null}'
+
+
+def _recover_cut_json(text: str) -> str | None:
+    """The JSON of a cut pydamon record, closed after its last complete snapshot.
+
+    The writer flushes its compressor every second, so a recording killed
+    with SIGKILL (or a full disk) leaves whole snapshots up to the last flush;
+    only the first target's snapshots (the ones streamed directly) survive.
+    """
+    cut = text.rfind(_SNAPSHOT_END)
+    if cut < 0 or not text.lstrip().startswith("[{"):
+        return None
+    return text[:cut + len(_SNAPSHOT_END)] + "]}]"
 
 
 def records_from_json(data: object) -> list[Record]:
@@ -417,10 +455,13 @@ def snapshot_json(snap: Snapshot) -> str:
 class _Sink:
     """Where text goes: a plain file, or a file through a streaming zlib compressor."""
 
+    FLUSH_PERIOD_S = 1.0
+
     def __init__(self, f: IO[bytes], compress: bool):
         self.f = f
         self.z = zlib.compressobj(6) if compress else None
         self.bytes_in = 0
+        self.last_flush = time.monotonic()
 
     def write(self, text: str) -> None:
         data = text.encode()
@@ -429,6 +470,14 @@ class _Sink:
             data = self.z.compress(data)
         if data:
             self.f.write(data)
+        now = time.monotonic()
+        if now - self.last_flush >= self.FLUSH_PERIOD_S:
+            # what was recorded so far reaches the disk in a decodable state, so a
+            # recording killed later still leaves a readable file (see the reader)
+            if self.z is not None:
+                self.f.write(self.z.flush(zlib.Z_SYNC_FLUSH))
+            self.f.flush()
+            self.last_flush = now
 
     def close(self) -> None:
         if self.z is not None:

@@ -13,6 +13,7 @@ import os
 import shlex
 import subprocess
 import sys
+import warnings
 
 from .. import records as recfmt
 from ..errors import DamonError
@@ -535,6 +536,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return EXIT_USAGE
     prog = f"pydamon {args.command}" + (f" {args.report}" if getattr(args, "report", None) else "")
+
+    def one_line_warning(message, category, filename, lineno, file=None, line=None):
+        print(f"{prog}: warning: {message}", file=sys.stderr)
+
+    warnings.showwarning = one_line_warning
     try:
         return args.func(args) or 0
     except (CliError, ArgsError, UnitError) as e:
