@@ -14,7 +14,19 @@ from ..errors import einval
 from .attrs import UINT_MAX, ULONG_MAX
 
 
-class Action(enum.Enum):
+class KeywordEnum(enum.Enum):
+    """An enum whose values are the keywords the sysfs files take."""
+
+    @classmethod
+    def parse(cls, keyword: str):
+        """The member for ``keyword`` (trailing whitespace allowed), else EINVAL."""
+        try:
+            return cls(keyword.strip())
+        except ValueError:
+            raise einval(f"unknown {cls.__name__} keyword {keyword!r}") from None
+
+
+class Action(KeywordEnum):
     """DAMOS actions, in the kernel's enum order; values are the sysfs keywords."""
 
     WILLNEED = "willneed"
@@ -27,13 +39,6 @@ class Action(enum.Enum):
     MIGRATE_HOT = "migrate_hot"
     MIGRATE_COLD = "migrate_cold"
     STAT = "stat"
-
-    @classmethod
-    def parse(cls, keyword: str) -> Action:
-        try:
-            return cls(keyword.strip())
-        except ValueError:
-            raise einval(f"unknown DAMOS action {keyword!r}") from None
 
 
 # The debugfs ``schemes`` file numbers only six actions, not in enum order.
@@ -59,18 +64,11 @@ class AccessPattern:
     max_age_region: int = UINT_MAX
 
 
-class QuotaGoalMetric(enum.Enum):
+class QuotaGoalMetric(KeywordEnum):
     USER_INPUT = "user_input"
     SOME_MEM_PSI_US = "some_mem_psi_us"
     NODE_MEM_USED_BP = "node_mem_used_bp"
     NODE_MEM_FREE_BP = "node_mem_free_bp"
-
-    @classmethod
-    def parse(cls, keyword: str) -> QuotaGoalMetric:
-        try:
-            return cls(keyword.strip())
-        except ValueError:
-            raise einval(f"unknown quota goal metric {keyword!r}") from None
 
 
 @dataclass
@@ -103,16 +101,9 @@ class Quota:
         return bool(self.ms or self.sz or self.goals)
 
 
-class WatermarkMetric(enum.Enum):
+class WatermarkMetric(KeywordEnum):
     NONE = "none"
     FREE_MEM_RATE = "free_mem_rate"
-
-    @classmethod
-    def parse(cls, keyword: str) -> WatermarkMetric:
-        try:
-            return cls(keyword.strip())
-        except ValueError:
-            raise einval(f"unknown watermark metric {keyword!r}") from None
 
 
 @dataclass
@@ -126,7 +117,7 @@ class Watermarks:
     low: int = 0
 
 
-class FilterType(enum.Enum):
+class FilterType(KeywordEnum):
     ANON = "anon"
     ACTIVE = "active"
     MEMCG = "memcg"
@@ -135,13 +126,6 @@ class FilterType(enum.Enum):
     UNMAPPED = "unmapped"
     ADDR = "addr"
     TARGET = "target"
-
-    @classmethod
-    def parse(cls, keyword: str) -> FilterType:
-        try:
-            return cls(keyword.strip())
-        except ValueError:
-            raise einval(f"unknown DAMOS filter type {keyword!r}") from None
 
     @property
     def handled_by_core(self) -> bool:
