@@ -209,6 +209,8 @@ def test_walk_schemes_returns_the_regions_each_scheme_is_tried_on():
     finally:
         kd.stop()
     assert len(tried) == 2
+    assert hot_only.tried_regions == tried[0]
+    assert everything.tried_bytes == sum(r.end - r.start for r in tried[1])
     assert tried[0] and all(r.nr_accesses >= 1 for r in tried[0])
     assert any(r.start < HOT[1] and HOT[0] < r.end for r in tried[0])
     total = sum(r.end - r.start for r in tried[1])

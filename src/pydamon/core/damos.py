@@ -159,7 +159,6 @@ class SchemeStats:
     sz_applied: int = 0
     qt_exceeds: int = 0
     sz_ops_filter_passed: int = 0
-    nr_snapshots: int = 0
 
 
 @dataclass
@@ -202,8 +201,14 @@ class Scheme:
     activated: bool = True
     next_apply_sis: int = 0
     quota_state: QuotaState = field(default_factory=QuotaState)
+    #: regions of the last completed walk (Kdamond.walk_schemes()), the
+    #: kernel's tried_regions
     tried_regions: list[TriedRegion] = field(default_factory=list)
-    tried_bytes: int = 0
+
+    @property
+    def tried_bytes(self) -> int:
+        """Total size of :attr:`tried_regions` (the sysfs ``total_bytes``)."""
+        return sum(r.end - r.start for r in self.tried_regions)
 
     @property
     def core_filters(self) -> list[DamosFilter]:

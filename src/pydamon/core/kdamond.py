@@ -316,6 +316,8 @@ class Kdamond:
                 walk = self._walk
             apply_schemes(ctx, walk)
             if walk is not None and walk.done:
+                for scheme, regions in zip(ctx.schemes, walk.regions, strict=False):
+                    scheme.tried_regions = regions
                 self._finish_walk()
         else:
             self._cancel_walk()
