@@ -7,6 +7,8 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pydamon.ops.sim import (
     EVERY_SAMPLE,
@@ -202,3 +204,30 @@ def test_invalid_json_and_missing_file(tmp_path):
         load_workload(path)
     with pytest.raises(WorkloadError, match="cannot read"):
         load_workload(tmp_path / "absent.json")
+
+
+piece_strategy = st.lists(
+    st.tuples(st.integers(0, 30), st.integers(1, 8),
+              st.one_of(st.sampled_from([0.0, 1.0, 2.5, 1 / 3, math.inf]),
+                        st.floats(0.001, 1000.0))),
+    max_size=10,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(piece_strategy)
+def test_ratemap_equals_sum_of_covering_pieces(pieces):
+    abs_pieces = [(s * 4096, (s + n) * 4096, r) for s, n, r in pieces]
+    rmap = RateMap.from_pieces(abs_pieces)
+    probe = np.arange(0, 42 * 4096, 2048, dtype=np.int64)
+    got = rmap.rate_at(probe)
+    for addr, rate in zip(probe.tolist(), got.tolist(), strict=True):
+        covering = [r for s, e, r in abs_pieces if s <= addr < e]
+        if any(math.isinf(r) for r in covering):
+            assert math.isinf(rate)
+        else:
+            assert rate == pytest.approx(sum(covering), rel=1e-12, abs=0)
+    # hot ranges are exactly the addresses with a positive rate
+    hot = rmap.ranges_above(0.0)
+    in_hot = [any(s <= a < e for s, e in hot) for a in probe.tolist()]
+    assert in_hot == (got > 0).tolist()

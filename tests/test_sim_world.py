@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+import time
 
 import numpy as np
 import pytest
@@ -92,16 +95,28 @@ def test_spawn_gives_fake_pids_and_lookup():
 
 
 def test_get_or_create_takes_real_layout():
-    world = SimWorld()
-    me = os.getpid()
-    proc = world.get_or_create(me)
-    assert world.get_or_create(me) is proc
-    real = []
-    with open(f"/proc/{me}/maps") as f:
-        for line in f:
-            lo, hi = (int(x, 16) for x in line.split()[0].split("-"))
-            if hi < 1 << 63:
-                real.append((lo, hi))
+    sleep = shutil.which("sleep")
+    if sleep is None:
+        pytest.skip("needs the sleep command")
+    child = subprocess.Popen([sleep, "30"])
+    try:
+        # wait for the exec, so that its maps are sleep's, not a copy of ours
+        deadline = time.monotonic() + 10
+        while os.path.realpath(f"/proc/{child.pid}/exe") != os.path.realpath(sleep):
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        world = SimWorld()
+        proc = world.get_or_create(child.pid)
+        assert world.get_or_create(child.pid) is proc
+        real = []
+        with open(f"/proc/{child.pid}/maps") as f:
+            for line in f:
+                lo, hi = (int(x, 16) for x in line.split()[0].split("-"))
+                if hi < 1 << 63:
+                    real.append((lo, hi))
+    finally:
+        child.kill()
+        child.wait()
     assert proc.mappings == real
     hot = proc.hot_ranges(0)
     largest = max(real, key=lambda r: r[1] - r[0])

@@ -12,6 +12,7 @@ a workload's phases and moving hot spots are functions of it.
 from __future__ import annotations
 
 import math
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -62,6 +63,8 @@ class SimProcess:
         self.workload = workload
         self.rng = rng
         self.alive = True
+        # kdamonds run in threads; two of them may watch (and act on) one process
+        self._lock = threading.RLock()
         self.paged_out = IntervalSet()
         self.unpopulated = IntervalSet.from_ranges(self.mappings)
         for start, end in (workload.populated if workload.populated is not None else self.mappings):
@@ -123,6 +126,10 @@ class SimProcess:
     # -- what the operations set does ------------------------------------------------
     def sample_accesses(self, addrs: np.ndarray, t0_ns: int, t1_ns: int) -> np.ndarray:
         """Whether the page at each address was accessed in ``[t0, t1)``; faults them in."""
+        with self._lock:
+            return self._sample_accesses(addrs, t0_ns, t1_ns)
+
+    def _sample_accesses(self, addrs: np.ndarray, t0_ns: int, t1_ns: int) -> np.ndarray:
         addrs = np.asarray(addrs, dtype=np.int64)
         rmap = self.rate_map(t1_ns)
         self.nr_addrs_checked += len(addrs)
@@ -141,9 +148,15 @@ class SimProcess:
         simplified to the stretch's lowest pages, which keeps the state a
         few intervals instead of a page bitmap.
         """
-        if self.last_run_ns is None or t_ns <= self.last_run_ns:
-            self.last_run_ns = t_ns if self.last_run_ns is None else self.last_run_ns
+        with self._lock:
+            return self._advance(t_ns)
+
+    def _advance(self, t_ns: int) -> None:
+        if self.last_run_ns is None:
+            self.last_run_ns = t_ns
             return
+        if t_ns <= self.last_run_ns:
+            return  # another clock behind this one: nothing ran since
         dt = t_ns - self.last_run_ns
         self.last_run_ns = t_ns
         rmap = self.rate_map(t_ns)
@@ -187,6 +200,10 @@ class SimProcess:
 
     def page_out(self, start: int, end: int) -> int:
         """Page out the resident part of ``[start, end)``; returns the bytes newly paged out."""
+        with self._lock:
+            return self._page_out(start, end)
+
+    def _page_out(self, start: int, end: int) -> int:
         resident = IntervalSet.from_ranges(
             [(max(s, start), min(e, end)) for s, e in self.mappings if s < end and start < e]
         )
@@ -202,6 +219,10 @@ class SimProcess:
 
     def bring_in(self, start: int, end: int) -> int:
         """Read paged-out pages of ``[start, end)`` back (willneed); returns the bytes."""
+        with self._lock:
+            return self._bring_in(start, end)
+
+    def _bring_in(self, start: int, end: int) -> int:
         return self.paged_out.remove(start, end)
 
     def record_action(self, action: str, nr_bytes: int) -> None:
@@ -321,6 +342,7 @@ class SimWorld:
         )
         self._procs: dict[int, SimProcess] = {}
         self._next_pid = FIRST_SIM_PID
+        self._lock = threading.RLock()  # kdamond threads attach concurrently
 
     @property
     def total_memory(self) -> int:
@@ -330,6 +352,10 @@ class SimWorld:
     def spawn(self, workload: Workload | str, pid: int | None = None) -> int:
         """Start a simulated process running ``workload`` (a Workload, built-in name or file)."""
         wl = resolve_workload(workload)
+        with self._lock:
+            return self._spawn(wl, pid)
+
+    def _spawn(self, wl: Workload, pid: int | None) -> int:
         if pid is None:
             while self._next_pid in self._procs:
                 self._next_pid += 1
@@ -351,18 +377,20 @@ class SimWorld:
         ``/proc/<pid>/maps`` is readable (hot spot in its largest mapping),
         else runs the default built-in workload.
         """
-        if pid in self._procs:
+        with self._lock:
+            if pid not in self._procs:
+                self._spawn(self._workload_of_pid(pid), pid)
             return self._procs[pid]
+
+    @staticmethod
+    def _workload_of_pid(pid: int) -> Workload:
         workload = None
         try:
             text = Path(f"/proc/{int(pid)}/maps").read_text()
             workload = workload_from_maps(text, name=f"pid{pid}")
         except (OSError, ValueError):
             workload = None
-        if workload is None:
-            workload = builtin_workload(DEFAULT_WORKLOAD)
-        self.spawn(workload, pid=pid)
-        return self._procs[pid]
+        return workload if workload is not None else builtin_workload(DEFAULT_WORKLOAD)
 
     @property
     def processes(self) -> list[SimProcess]:
