@@ -19,6 +19,7 @@ from pydamon.ops.sim import (
     Workload,
     access_probability,
     builtin_workload,
+    physical_workload_from_iomem,
     workload_from_maps,
 )
 
@@ -219,3 +220,24 @@ def test_physical_memory_layout():
     start, end = phys.biggest_system_ram()
     assert end - start > GiB and all(kind == "System RAM" for *_, kind in phys.iomem())
     assert phys.hot_ranges(0) and phys.resident_bytes() < world.total_memory
+
+
+def test_physical_memory_from_iomem():
+    iomem = (
+        "00000000-00000fff : Reserved\n"
+        "00001000-0009efff : System RAM\n"
+        "000a0000-000fffff : Reserved\n"
+        "00100000-bffdffff : System RAM\n"
+        "  01000000-01e00000 : Kernel code\n"
+        "100000000-23fffffff : System RAM\n"
+    )
+    wl = physical_workload_from_iomem(iomem)
+    assert wl is not None
+    assert wl.mappings == [(0x1000, 0x9F000), (0x100000, 0xBFFE0000), (0x100000000, 0x240000000)]
+    world = SimWorld(physical=wl)
+    assert world.total_memory == sum(e - s for s, e in wl.mappings)
+    assert world.physical.biggest_system_ram() == (0x100000000, 0x240000000)
+    (hot,) = world.physical.hot_ranges(0)
+    assert 0x100000000 <= hot[0] < hot[1] <= 0x240000000
+    # unprivileged readers see zeros: no usable layout
+    assert physical_workload_from_iomem("00000000-00000000 : System RAM\n") is None

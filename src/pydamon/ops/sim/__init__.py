@@ -106,6 +106,8 @@ from .world import (
     SimProcess,
     SimWorld,
     access_probability,
+    physical_workload,
+    physical_workload_from_iomem,
     workload_from_maps,
 )
 
@@ -114,5 +116,6 @@ __all__ = [
     "RangePattern", "RateMap", "SimMapping", "SimOps", "SimPhysicalMemory", "SimProcess",
     "SimWorld", "Workload", "WorkloadError", "ZipfPattern", "access_probability",
     "builtin_workload", "list_builtin_workloads", "load_workload", "parse_size",
-    "resolve_workload", "workload_from_maps",
+    "physical_workload", "physical_workload_from_iomem", "resolve_workload",
+    "workload_from_maps",
 ]

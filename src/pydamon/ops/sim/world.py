@@ -262,22 +262,64 @@ class SimPhysicalMemory(SimProcess):
 
 
 def default_physical_workload(total_memory: int) -> Workload:
-    """RAM of ``total_memory`` bytes: a quarter in use, a 1/16 slice of it hot."""
+    """RAM of ``total_memory`` bytes laid out like a small PC's ``/proc/iomem``."""
     high = total_memory - (_LOW_RAM[1] - _LOW_RAM[0])
     high -= high % PAGE_SIZE
     if high < 16 * PAGE_SIZE * 16:
         raise ValueError(f"total memory {total_memory} is too small to simulate")
-    low = SimMapping("System RAM (low)", *_LOW_RAM)
-    ram = SimMapping("System RAM", _HIGH_RAM_START, _HIGH_RAM_START + high)
-    used = _align(high // 4)
-    hot_start = ram.start + _align(high // 16)
+    return physical_workload([_LOW_RAM, (_HIGH_RAM_START, _HIGH_RAM_START + high)])
+
+
+def physical_workload(ram_ranges: list[tuple[int, int]]) -> Workload:
+    """Physical memory of these System RAM ranges, used by "the rest of the system".
+
+    The biggest range has its first quarter in use and, within it, its
+    second sixteenth hot (touched every sample); smaller ranges are in use
+    and cold; the rest is free.
+    """
+    ranges = sorted((s + (-s) % PAGE_SIZE, e - e % PAGE_SIZE) for s, e in ram_ranges)
+    ranges = [(s, e) for s, e in ranges if e > s]
+    if not ranges:
+        raise ValueError("no System RAM range to simulate")
+    biggest = max(ranges, key=lambda r: (r[1] - r[0], -r[0]))
+    size = biggest[1] - biggest[0]
+    layout = [SimMapping("System RAM" if r == biggest else f"System RAM {i}", *r)
+              for i, r in enumerate(ranges)]
+    hot_start = biggest[0] + _align(size // 16)
+    hot_end = min(hot_start + _align(size // 16), biggest[1])
+    populated = [r if r != biggest else (r[0], r[0] + _align(size // 4)) for r in ranges]
     return Workload(
         name="physical",
-        description="machine RAM: a quarter used by the rest of the system, 1/16 of RAM hot",
-        layout=[low, ram],
-        phases=[Phase(None, (RangePattern(hot_start, hot_start + _align(high // 16), math.inf),))],
-        populated=[(low.start, low.end), (ram.start, ram.start + used)],
+        description="machine RAM: a quarter of it used by the rest of the system, 1/16 hot",
+        layout=layout,
+        phases=[Phase(None, (RangePattern(hot_start, hot_end, math.inf),))],
+        populated=populated,
     )
+
+
+def physical_workload_from_iomem(iomem_text: str) -> Workload | None:
+    """A physical-memory workload with the "System RAM" ranges of a ``/proc/iomem`` text.
+
+    ``/proc/iomem`` shows zeros to unprivileged readers; None then, or when
+    no top-level System RAM range is found.
+    """
+    ranges = []
+    for line in iomem_text.splitlines():
+        if line.startswith(" ") or ":" not in line:
+            continue  # nested resources (kernel code, ...) are inside a RAM range
+        span, _, name = line.partition(":")
+        if name.strip() != "System RAM" or "-" not in span:
+            continue
+        try:
+            lo, hi = (int(x, 16) for x in span.strip().split("-", 1))
+        except ValueError:
+            continue
+        if hi > lo:
+            ranges.append((lo, hi + 1))  # iomem ends are inclusive
+    ranges = [(s, e) for s, e in ranges if e - s >= PAGE_SIZE]
+    if not ranges or sum(e - s for s, e in ranges) < 256 * PAGE_SIZE:
+        return None
+    return physical_workload(ranges)
 
 
 def _align(x: int) -> int:
@@ -327,7 +369,9 @@ class SimWorld:
     """Simulated processes and physical memory, with seeded randomness.
 
     ``total_memory`` is the simulated RAM (bytes or a size string);
-    ``physical`` replaces the default workload of the physical memory.
+    ``physical`` replaces the default workload of the physical memory (its
+    layout then sets the total, e.g. :func:`physical_workload_from_iomem`
+    of the host's ``/proc/iomem`` to match what damo reads there).
     """
 
     def __init__(self, seed: int = 0, total_memory: int | str = "8GiB",
