@@ -354,9 +354,9 @@ class Kdamond:
                 accessed = np.zeros(len(r), dtype=bool)
             # the kernel's pseudo moving sum: drop an average sample of the
             # last window, add this one (damon_update_region_access_rate())
-            r.nr_accesses_bp -= (r.last_nr_accesses * 10000) // len_window
-            r.nr_accesses_bp[accessed] += 10000
-            r.nr_accesses[accessed] += 1
+            hits = accessed.astype(np.int64)  # arithmetic beats boolean indexing here
+            r.nr_accesses += hits
+            r.nr_accesses_bp += hits * 10000 - (r.last_nr_accesses * 10000) // len_window
             max_nr = max(max_nr, int(r.nr_accesses.max()))
         return max_nr
 
