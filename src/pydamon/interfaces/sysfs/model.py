@@ -64,6 +64,10 @@ STATE_COMMANDS = (
 #: old children, as a huge value does in the kernel (whose limit is memory).
 MAX_CHILDREN = 4096
 
+#: Longest a state command waits for the kdamond (the kernel waits without
+#: bound; a kdamond given a sampling interval of hours would hang the file).
+COMMAND_TIMEOUT_S = 10.0
+
 DIFFERENCES_FROM_KERNEL = (
     "tried_regions/<N> directories are numbered 0..n-1 per scheme (6.12 numbers them "
     "across schemes in walk order)",
@@ -71,6 +75,8 @@ DIFFERENCES_FROM_KERNEL = (
     "kdamond untouched (6.12 returns success and the kdamond stops)",
     "nr_* values above MAX_CHILDREN fail with ENOMEM (the kernel's limit is memory)",
     "addr_unit other than 1 is rejected with EINVAL at on/commit",
+    "commit and commit_schemes_quota_goals give EBUSY when the kdamond does not answer "
+    "within COMMAND_TIMEOUT_S; tried-regions updates give up after at most that long",
     "quotas/goals/<N>/path, dests/, obsolete_target and other post-6.18 files are absent",
 )
 
@@ -587,7 +593,7 @@ class KdamondDir(Dir):
     def _cmd_commit(self) -> None:
         kdamond = self._running_kdamond()
         ctx = self._context_dir().to_context(self.model, self.idx)
-        kdamond.commit(ctx)
+        _answered(lambda: kdamond.commit(ctx, timeout=COMMAND_TIMEOUT_S))
 
     def _paired_schemes(self) -> Iterator[tuple[Scheme, SchemeDir]]:
         """Running schemes with their directories (a removed directory is skipped)."""
@@ -630,7 +636,7 @@ class KdamondDir(Dir):
         # The kernel gives up after two apply intervals without an apply.
         longest_us = max((s.apply_interval_us or ctx.attrs.aggr_us for s in ctx.schemes),
                          default=ctx.attrs.aggr_us)
-        timeout = 2 * longest_us / 1e6 + 0.2
+        timeout = min(2 * longest_us / 1e6 + 0.2, COMMAND_TIMEOUT_S)
         try:
             per_scheme = kdamond.walk_schemes(timeout)
         except DamonError as e:
@@ -655,7 +661,7 @@ class KdamondDir(Dir):
             for scheme, goals in zip(ctx.schemes, wanted, strict=False):
                 scheme.quota.goals = _merge_goals(scheme.quota.goals, goals)
 
-        kdamond.call(commit_goals, timeout=30.0)
+        _answered(lambda: kdamond.call(commit_goals, timeout=COMMAND_TIMEOUT_S))
 
     # -- refresh_ms: periodic refresh of stats, tuned intervals, quotas -------------
     def _start_refresher(self) -> None:
@@ -687,6 +693,18 @@ class KdamondDir(Dir):
         if self.running:
             assert self.kdamond is not None
             self.kdamond.stop()
+
+
+def _answered(request: Callable[[], object]) -> None:
+    """Run a request to the kdamond; a stop or no answer gets a kernel errno."""
+    try:
+        request()
+    except DamonError as e:
+        if e.errno == errno.ETIMEDOUT:
+            raise ebusy("the kdamond did not answer in time") from None
+        if e.errno == errno.ECANCELED:
+            raise einval("the kdamond stopped") from None
+        raise
 
 
 def _merge_goals(current: list[QuotaGoal], wanted: list[QuotaGoal]) -> list[QuotaGoal]:
