@@ -249,3 +249,22 @@ def test_a_crash_in_ops_stops_only_that_kdamond():
     kd.start()
     kd.join(timeout=5)
     assert not kd.running and isinstance(kd.error, RuntimeError)
+
+
+def test_commit_can_switch_the_operations_set():
+    first = ToyOps(mappings=LAYOUT)
+    second = ToyOps(mappings=LAYOUT, hot=[HOT])
+    second.name = "toy2"
+    inits = []
+    second.init = lambda ctx: inits.append(ctx)
+    ctx = real_ctx(first)
+    kd = damon.Kdamond(ctx)
+    kd.start()
+    try:
+        time.sleep(0.05)
+        kd.commit(damon.Context(second, ctx.attrs, [damon.Target(pid=1)]))
+        time.sleep(0.1)
+        assert kd.call(lambda c: c.ops) is second
+        assert inits and second.nr_check > 0
+    finally:
+        kd.stop()

@@ -198,7 +198,10 @@ class Kdamond:
             src.ops.detach(t)
 
         def do_commit(ctx: Context) -> None:
+            old_ops = ctx.ops
             ctx.commit_from(src)
+            if ctx.ops is not old_ops:
+                ctx.ops.init(ctx)
             for t in ctx.targets:
                 if t.handle is None:
                     ctx.ops.attach(t)
