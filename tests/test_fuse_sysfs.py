@@ -312,3 +312,36 @@ def test_refuses_to_run_without_root(monkeypatch, caplog):
     monkeypatch.setattr(os, "geteuid", lambda: 1000)
     assert run_daemon("/nonexistent/x", None, False) == 1
     assert "root" in caplog.text
+
+
+@needs_fuse
+@pytest.mark.fuse
+def test_daemon_serves_debugfs_and_trace_pipe_next_to_sysfs(tmp_path):
+    pytest.importorskip("pydamon.interfaces.debugfs")
+    daemon = Daemon(str(tmp_path / "sys"), str(tmp_path / "dbg"), True)
+    daemon.start()
+    child = subprocess.Popen(["sleep", "60"])
+    try:
+        dbg = tmp_path / "dbg"
+        assert {"damon", "tracing"} <= set(os.listdir(dbg))
+        assert read(dbg / "damon" / "attrs") == "5000 100000 60000000 10 1000\n"
+        k = tmp_path / "sys" / "kdamonds"
+        write(k / "nr_kdamonds", "1")
+        write(k / "0/contexts/nr_contexts", "1")
+        write(k / "0/contexts/0/targets/nr_targets", "1")
+        write(k / "0/contexts/0/targets/0/pid_target", str(child.pid))
+        write(k / "0/state", "on")
+        # the sysfs kdamond's damon_aggregated events stream out of trace_pipe
+        with open(dbg / "tracing" / "trace_pipe", "rb", buffering=0) as f:
+            line = f.read(4096).split(b"\n")[0].decode()
+        assert "damon_aggregated: target_id=0 nr_regions=" in line
+        # debugfs and sysfs exclude each other, as in the kernel
+        write(dbg / "damon" / "target_ids", str(child.pid))
+        monitor_on = "monitor_on_DEPRECATED" if (dbg / "damon" / "monitor_on_DEPRECATED").exists() \
+            else "monitor_on"
+        assert write_errno(dbg / "damon" / monitor_on, "on") == errno.EBUSY
+    finally:
+        child.kill()
+        child.wait()
+        daemon.shutdown()
+    assert not fuse_mounted(tmp_path / "sys") and not fuse_mounted(tmp_path / "dbg")

@@ -29,6 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .interfaces.sysfs import SysfsTree, build_sysfs_tree, default_ops_factory
+from .interfaces.trace import TraceHub, build_trace_dir
 from .interfaces.tree import Tree
 
 log = logging.getLogger("pydamon.daemon")
@@ -166,17 +167,22 @@ def wait_mounted(path: str, timeout: float = MOUNT_WAIT_S) -> bool:
     return False
 
 
-def _build_debugfs_tree(ops_factory, avail, simulate: bool, world) -> Tree | None:
+def _build_debugfs_tree(ops_factory, avail, simulate: bool, world,
+                        trace_hub: TraceHub) -> Tree | None:
     try:
         from .interfaces.debugfs import build_debugfs_tree  # type: ignore[attr-defined]
     except ImportError as e:
         log.warning("debugfs model not available (%s); serving sysfs only", e)
         return None
     offered = {"ops_factory": ops_factory, "avail_operations": avail, "simulate": simulate,
-               "world": world}
+               "world": world, "trace_hub": trace_hub}
     params = inspect.signature(build_debugfs_tree).parameters
     kwargs = {k: v for k, v in offered.items() if k in params}
-    return build_debugfs_tree(**kwargs)
+    tree = build_debugfs_tree(**kwargs)
+    # debugfs/tracing/trace_pipe: the damon_aggregated events of every kdamond
+    if "tracing" not in tree.root.children():
+        tree.root.entries["tracing"] = build_trace_dir(trace_hub)
+    return tree
 
 
 class Daemon:
@@ -191,6 +197,8 @@ class Daemon:
         self.debugfs_dir = debugfs_dir
         self.sysfs_tree = sysfs_tree
         self.debugfs_tree = debugfs_tree
+        #: damon_aggregated events of every kdamond, read from tracing/trace_pipe
+        self.trace_hub = TraceHub()
 
     def build_trees(self) -> None:
         """Build the trees to serve that were not given (both share one world)."""
@@ -207,9 +215,11 @@ class Daemon:
             world = SimWorld()
         ops_factory, avail = default_ops_factory(self.simulate, world)
         if need_sysfs:
-            self.sysfs_tree = build_sysfs_tree(ops_factory, avail)
+            self.sysfs_tree = build_sysfs_tree(
+                ops_factory, avail, aggregation_listeners=(self.trace_hub.publish,))
         if need_debugfs:
-            self.debugfs_tree = _build_debugfs_tree(ops_factory, avail, self.simulate, world)
+            self.debugfs_tree = _build_debugfs_tree(ops_factory, avail, self.simulate, world,
+                                                    self.trace_hub)
 
     def _serve_thread(self, tree: Tree, path: str, fsname: str) -> threading.Thread:
         from .interfaces.fuse import serve
@@ -255,7 +265,8 @@ class Daemon:
 
     def shutdown(self) -> None:
         for tree in (self.sysfs_tree, self.debugfs_tree):
-            shutdown = getattr(tree, "shutdown", None)
+            shutdown = getattr(tree, "shutdown", None) or getattr(
+                getattr(tree, "model", None), "shutdown", None)
             if shutdown is not None:
                 try:
                     shutdown()
@@ -301,7 +312,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="where to mount the sysfs admin tree, which appears as "
                         f"DIR/kdamonds/... (default {DEFAULT_SYSFS_DIR}; '' to skip)")
     parser.add_argument("--debugfs", metavar="DIR", default=DEFAULT_DEBUGFS_DIR,
-                        help="where to mount the debugfs 'damon' directory "
+                        help="where to mount the debugfs tree: DIR/damon/... and "
+                        "DIR/tracing/trace_pipe "
                         f"(default {DEFAULT_DEBUGFS_DIR}; '' to skip)")
     parser.add_argument("--simulate", action="store_true",
                         help="back vaddr, fvaddr and paddr with simulated memory: a pid "

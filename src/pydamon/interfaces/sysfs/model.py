@@ -25,6 +25,7 @@ from ...core import (
     AccessPattern,
     Action,
     AddrRange,
+    AggregatedEvent,
     Context,
     DamosFilter,
     FilterType,
@@ -48,6 +49,7 @@ from .parse import as_einval, kstrtobool, kstrtoint, kstrtouint, kstrtoul, sysfs
 log = logging.getLogger("pydamon.sysfs")
 
 OpsFactory = Callable[[str], Operations]
+AggregationListener = Callable[[AggregatedEvent], None]
 
 #: operations-set keywords of the sysfs ``operations`` file, in kernel order
 SYSFS_OPS = ("vaddr", "fvaddr", "paddr")
@@ -508,6 +510,8 @@ class ContextDir(Dir):
         attrs.validate()
         ctx = Context(model.ops_factory(name), attrs, targets, schemes, clock=RealClock())
         ctx.kdamond_idx = kdamond_idx
+        for listener in model.aggregation_listeners:
+            ctx.add_aggregation_listener(listener)
         return ctx
 
 
@@ -726,10 +730,13 @@ class SysfsModel:
     """State shared by the whole tree: operations sets and the tree lock."""
 
     def __init__(self, ops_factory: OpsFactory, avail_operations: list[str],
-                 lock: threading.RLock):
+                 lock: threading.RLock,
+                 aggregation_listeners: tuple[AggregationListener, ...] = ()):
         self.ops_factory = ops_factory
         self.avail_operations = avail_operations
         self.lock = lock
+        #: get every context's damon_aggregated events (the daemon's trace_pipe)
+        self.aggregation_listeners = aggregation_listeners
         self.structure_changed: Callable[[], None] = lambda: None
         self.kdamonds = NumberedDir("nr_kdamonds", lambda i: KdamondDir(self, i),
                                     before_resize=self._check_no_kdamond_running,
@@ -756,9 +763,11 @@ class SysfsTree(Tree):
 
     notifies_structure_changes = True
 
-    def __init__(self, ops_factory: OpsFactory, avail_operations: list[str]):
+    def __init__(self, ops_factory: OpsFactory, avail_operations: list[str],
+                 aggregation_listeners: tuple[AggregationListener, ...] = ()):
         super().__init__(Dir())
-        self.model = SysfsModel(ops_factory, avail_operations, self.lock)
+        self.model = SysfsModel(ops_factory, avail_operations, self.lock,
+                                aggregation_listeners)
         self.model.structure_changed = self.structure_changed
         self.root.entries["kdamonds"] = self.model.kdamonds
 
@@ -788,13 +797,16 @@ def default_ops_factory(simulate: bool, world: object | None = None
 
 def build_sysfs_tree(ops_factory: OpsFactory | None = None,
                      avail_operations: list[str] | None = None, *,
-                     simulate: bool = False, world: object | None = None) -> SysfsTree:
+                     simulate: bool = False, world: object | None = None,
+                     aggregation_listeners: tuple[AggregationListener, ...] = (),
+                     ) -> SysfsTree:
     """Build the DAMON sysfs admin tree.
 
     ``ops_factory(name)`` makes the operations set a context runs with;
     by default, simulated ones (``simulate=True``, sharing ``world``) or the
     registered real ones. ``avail_operations`` is what the file of that name
-    lists (default: what the factory offers).
+    lists (default: what the factory offers). ``aggregation_listeners`` get
+    the ``damon_aggregated`` events of every context started from the tree.
     """
     if ops_factory is None:
         ops_factory, default_avail = default_ops_factory(simulate, world)
@@ -802,4 +814,4 @@ def build_sysfs_tree(ops_factory: OpsFactory | None = None,
             avail_operations = default_avail
     if avail_operations is None:
         avail_operations = list(SYSFS_OPS)
-    return SysfsTree(ops_factory, list(avail_operations))
+    return SysfsTree(ops_factory, list(avail_operations), tuple(aggregation_listeners))
