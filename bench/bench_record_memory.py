@@ -63,7 +63,7 @@ def main() -> int:
         region_counts.append(len(c.targets[0].regions))
         vmin = c.clock.now_ns() / 60e9
         if vmin >= next_minute[0]:
-            writer._sink.f.flush()
+            writer.sink.f.flush()
             samples.append((vmin, rss_kib(), writer.nr_snapshots, os.path.getsize(out),
                             time.monotonic() - t0))
             print(f"virtual {vmin:5.2f} min  RSS {samples[-1][1] / 1024:7.1f} MiB  "

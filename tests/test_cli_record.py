@@ -194,3 +194,14 @@ def test_sigterm_finishes_the_record(tmp_path):
     assert len(rec.snapshots) >= 3
     # every snapshot is complete: as many lines as its nr_regions says
     assert all(s.nr_regions >= 10 for s in rec.snapshots)
+
+
+def test_failed_start_leaves_existing_record_alone(tmp_path):
+    data = tmp_path / "damon.data"
+    data.write_bytes(b"precious")
+    res = run_cli("record", "-q", "--", "true", cwd=tmp_path)
+    if res.returncode == 0:
+        pytest.skip("this machine can monitor real processes")
+    assert data.read_bytes() == b"precious"
+    res = run_cli("record", "-q", "--sim", "hotcold", "-o", str(tmp_path / "no/dir/x.data"))
+    assert res.returncode == 1 and "does not exist" in res.stderr

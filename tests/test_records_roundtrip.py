@@ -134,7 +134,7 @@ def test_streaming_writes_as_it_goes(tmp_path):
         s = snap(i)
         s.nr_accesses = rng.integers(0, 20, len(s.start))
         w.add_snapshot(0, s)
-    w._sink.f.flush()
+    w.sink.f.flush()
     assert os.path.getsize(path) > 0
     w.close()
     assert len(read_records(path)[0].snapshots) == 200
@@ -188,7 +188,7 @@ def test_cut_record_is_read_up_to_the_last_flush(tmp_path, monkeypatch, fmt):
     w = RecordWriter(path, fmt, IV)
     for i in range(50):
         w.add_snapshot(0, snap(i))
-    w._sink.f.flush()
+    w.sink.f.flush()
     data = path.read_bytes()
     w.close()
     # as if the recorder had been killed: the file ends mid-way, no trailer

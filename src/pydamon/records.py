@@ -498,7 +498,8 @@ class RecordWriter:
 
     def __init__(self, path: str | os.PathLike, fmt: str = JSON_COMPRESSED,
                  intervals: Intervals | None = None, *, kdamond_idx: int = 0,
-                 context_idx: int = 0, kdamond_pid: int = 0, mode: int = 0o600):
+                 context_idx: int = 0, kdamond_pid: int = 0, mode: int = 0o600,
+                 lazy: bool = False):
         if fmt not in FORMATS:
             raise RecordError(f"unknown record format {fmt!r}; use one of {', '.join(FORMATS)}")
         self.path = os.fspath(path)
@@ -507,12 +508,14 @@ class RecordWriter:
         self.kdamond_idx = kdamond_idx
         self.context_idx = context_idx
         self.kdamond_pid = kdamond_pid
-        try:
-            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-        except OSError as e:
-            raise RecordError(f"cannot write record file {self.path!r}: {e.strerror}; "
-                              f"choose another path with -o") from None
-        self._sink = _Sink(os.fdopen(fd, "wb"), compress=fmt == JSON_COMPRESSED)
+        self.mode = mode
+        self._sink: _Sink | None = None
+        if lazy:
+            # the file is created with the first snapshot, so that a session that
+            # fails to start leaves an existing file of that name alone
+            check_writable(self.path)
+        else:
+            self._open()
         self._first_target: int | None = None
         self._spills: dict[int, tuple[IO[str], int]] = {}  # target -> (file, nr snapshots)
         self._nr_first = 0
@@ -520,8 +523,21 @@ class RecordWriter:
         self._single: dict[int, Snapshot] = {}  # perf_script: first snapshot per target
         self.nr_snapshots = 0
         self.closed = False
-        if fmt != PERF_SCRIPT:
+
+    def _open(self) -> _Sink:
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, self.mode)
+        except OSError as e:
+            raise RecordError(f"cannot write record file {self.path!r}: {e.strerror}; "
+                              f"choose another path with -o") from None
+        self._sink = _Sink(os.fdopen(fd, "wb"), compress=self.fmt == JSON_COMPRESSED)
+        if self.fmt != PERF_SCRIPT:
             self._sink.write("[")
+        return self._sink
+
+    @property
+    def sink(self) -> _Sink:
+        return self._sink if self._sink is not None else self._open()
 
     # -- input -----------------------------------------------------------------------
     def add_event(self, ev: AggregatedEvent) -> None:
@@ -541,10 +557,10 @@ class RecordWriter:
             return
         if self._first_target is None:
             self._first_target = target_id
-            self._sink.write(_record_head(target_id, self.intervals, self.kdamond_idx,
+            self.sink.write(_record_head(target_id, self.intervals, self.kdamond_idx,
                                           self.context_idx, None))
         if target_id == self._first_target:
-            self._sink.write(("," if self._nr_first else "") + snapshot_json(snap))
+            self.sink.write(("," if self._nr_first else "") + snapshot_json(snap))
             self._nr_first += 1
             return
         spill = self._spills.get(target_id)
@@ -561,7 +577,7 @@ class RecordWriter:
     def _write_perf(self, target_id: int, snap: Snapshot) -> None:
         ev = AggregatedEvent(snap.end_ns, self.kdamond_idx, self.context_idx, target_id,
                              snap.start, snap.end, snap.nr_accesses, snap.age)
-        self._sink.write("".join(line + "\n" for line in
+        self.sink.write("".join(line + "\n" for line in
                                  trace.perf_script_lines(ev, pid=self.kdamond_pid)))
         if target_id not in self._single:
             self._single[target_id] = snap
@@ -574,6 +590,10 @@ class RecordWriter:
         if self.closed:
             return
         self.closed = True
+        if self._sink is None:
+            if self.nr_snapshots == 0:
+                return  # lazy and nothing recorded: no file
+            self._open()
         try:
             if self.fmt == PERF_SCRIPT:
                 for target_id, snap in self._single.items():
@@ -586,23 +606,37 @@ class RecordWriter:
                     self._write_perf(target_id, fake)
                 return
             if self._first_target is not None:
-                self._sink.write("]}")
+                self.sink.write("]}")
             for f, _ in self._spills.values():
-                self._sink.write(",")
+                self.sink.write(",")
                 f.seek(0)
                 while chunk := f.read(1 << 16):
-                    self._sink.write(chunk)
-                self._sink.write("]}")
+                    self.sink.write(chunk)
+                self.sink.write("]}")
                 f.close()
-            self._sink.write("]\n")
+            self.sink.write("]\n")
         finally:
-            self._sink.close()
+            self.sink.close()
 
     def __enter__(self) -> RecordWriter:
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def check_writable(path: str) -> None:
+    """Raise RecordError unless ``path`` can be created or overwritten (without touching it)."""
+    if os.path.isdir(path):
+        raise RecordError(f"record file {path!r} is a directory; choose a file path with -o")
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        raise RecordError(f"cannot write record file {path!r}: directory {parent!r} does not "
+                          f"exist; create it or choose another path with -o")
+    target = path if os.path.exists(path) else parent
+    if not os.access(target, os.W_OK):
+        raise RecordError(f"cannot write record file {path!r}: permission denied; "
+                          f"choose another path with -o")
 
 
 def write_records(path: str | os.PathLike, records: list[Record], fmt: str = JSON_COMPRESSED) -> None:

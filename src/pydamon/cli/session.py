@@ -173,7 +173,7 @@ def run_session(spec: SessionSpec, out: TextIO = sys.stderr) -> SessionResult:
     if spec.out_path:
         writer = RecordWriter(spec.out_path, spec.out_format,
                               Intervals(spec.attrs.sample_us, spec.attrs.aggr_us,
-                                        spec.attrs.update_us))
+                                        spec.attrs.update_us), lazy=True)
         ctx.add_aggregation_listener(writer.add_event)
     kd = Kdamond(ctx)
     printer = _ProgressPrinter(progress, out, quiet=spec.quiet)
@@ -195,14 +195,6 @@ def run_session(spec: SessionSpec, out: TextIO = sys.stderr) -> SessionResult:
     except BaseException:
         if child is not None and child.poll() is None:
             child.terminate()
-        if writer is not None:
-            writer.close()
-            if writer.nr_snapshots == 0:
-                # a session that failed before its first snapshot leaves no empty record
-                try:
-                    os.unlink(writer.path)
-                except OSError:
-                    pass
         raise
     finally:
         if writer is not None:
