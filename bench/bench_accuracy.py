@@ -20,6 +20,10 @@ Columns, averaged over aggregations:
   regions (the issue's bar on hotcold is hot found >= 90 %, this <= 5 %);
 - ``regions``: mean number of regions.
 
+A last pair of rows runs ``hotcold`` and ``huge`` (the same shape on a 1 TiB
+area) for 15 s each and prints their CPU-time ratio: the simulation's cost
+does not grow with the target's size.
+
 Run: python bench/bench_accuracy.py [--seconds 35] [--warmup 5]
 """
 
@@ -53,7 +57,7 @@ class Accuracy:
     cold_misreported: float
     regions: float
     aggregations: int
-    wall_s: float
+    cpu_s: float
 
 
 def hot_rate_threshold(sample_us: int, aggr_us: int) -> float:
@@ -107,12 +111,13 @@ def measure(workload: str, sample_us: int, aggr_us: int, min_nr: int, max_nr: in
                   clock=VirtualClock(), seed=seed)
     scorer = Scorer(world.process(pid), attrs, int(warmup_s * 1e9))
     ctx.add_aggregation_listener(scorer)
-    t0 = time.perf_counter()
+    # CPU time of this (single-threaded) run: steadier than wall time on a busy machine
+    t0 = time.process_time()
     Kdamond(ctx).run(duration_us=int(seconds * 1e6))
-    wall = time.perf_counter() - t0
+    cpu = time.process_time() - t0
     rows = np.array(scorer.rows, dtype=np.float64)
     return Accuracy(float(np.nanmean(rows[:, 0])), float(rows[:, 1].mean()),
-                    float(rows[:, 2].mean()), float(rows[:, 3].mean()), len(rows), wall)
+                    float(rows[:, 2].mean()), float(rows[:, 3].mean()), len(rows), cpu)
 
 
 def main() -> None:
@@ -125,7 +130,7 @@ def main() -> None:
     print(f"pydamon monitoring accuracy on simulated workloads: {args.seconds:g} s virtual "
           f"per run, first {args.warmup:g} s ignored; reported hot = nr_accesses > 0")
     print(f"{'workload':<9} {'attrs':<21} {'hot found':>9} {'cold in rep.':>12} "
-          f"{'cold misrep.':>12} {'regions':>8} {'aggrs':>6} {'wall s':>7}")
+          f"{'cold misrep.':>12} {'regions':>8} {'aggrs':>6} {'cpu s':>7}")
     t_all = time.perf_counter()
     for workload in WORKLOADS:
         for label, sample_us, aggr_us, min_nr, max_nr in ATTRS:
@@ -133,7 +138,17 @@ def main() -> None:
                           args.seconds, args.warmup, args.seed)
             print(f"{workload:<9} {label:<21} {acc.hot_found:>9.1%} {acc.cold_in_reported:>12.1%} "
                   f"{acc.cold_misreported:>12.2%} {acc.regions:>8.1f} {acc.aggregations:>6d} "
-                  f"{acc.wall_s:>7.2f}", flush=True)
+                  f"{acc.cpu_s:>7.2f}", flush=True)
+    # scale: the 1 TiB "huge" workload (hotcold's shape) costs what hotcold costs
+    label, sample_us, aggr_us, min_nr, max_nr = ATTRS[0]
+    cpus = {}
+    for workload in ("hotcold", "huge"):
+        acc = measure(workload, sample_us, aggr_us, min_nr, max_nr, 15.0, args.warmup, args.seed)
+        cpus[workload] = acc.cpu_s
+        print(f"{workload:<9} {label:<21} {acc.hot_found:>9.1%} {acc.cold_in_reported:>12.1%} "
+              f"{acc.cold_misreported:>12.2%} {acc.regions:>8.1f} {acc.aggregations:>6d} "
+              f"{acc.cpu_s:>7.2f}  (15 s, scale check)", flush=True)
+    print(f"1 TiB vs 1 GiB target, CPU time ratio: {cpus['huge'] / cpus['hotcold']:.2f}")
     print(f"total wall time {time.perf_counter() - t_all:.1f} s")
 
 
