@@ -73,10 +73,8 @@ sleep 1
 run tune tune $workload --aggr 200ms
 run report_damon report damon
 sleep 1
-t0=$(date +%s.%N)
-run report_access report access --raw_number
-t1=$(date +%s.%N)
-echo "$t0 $t1" > "$out/report_access.time"
+TIMEFORMAT='%R %U %S'
+{ time run report_access report access --raw_number ; } 2> "$out/report_access.time"
 run stop stop
 run record record $workload --snapshot 0.5 4 --do_record access -o "$out/damon.data"
 run heatmap report heatmap -i "$out/damon.data"
@@ -90,7 +88,8 @@ kill $workload
 kill -TERM $daemon
 wait $daemon
 echo $? > "$out/daemon.rc"
-grep -c " fuse.pydamon " /proc/self/mounts > "$out/mounts_left" || true
+# (other mounts may have been copied in from the parent namespace; only ours count)
+grep -c " $admin fuse.pydamon " /proc/self/mounts > "$out/mounts_left" || true
 """
 
 REGION_LINE = re.compile(r"^\d+\s+addr (\d+)\s+size (\d+)\s+access ([\d.]+)\s+age")
@@ -139,8 +138,14 @@ def test_damo_drives_the_daemon(tmp_path):
     # every accessed region overlaps the hot range, and the hottest lies in it
     assert all(r[0] < hot_end and r[0] + r[1] > hot_start for r in accessed), (
         hot_start, hot_end, accessed)
-    t0, t1 = (float(x) for x in (tmp_path / "report_access.time").read_text().split())
-    print(f"damo report access (live) took {t1 - t0:.2f} s")
+    # the bar: within 1 s of damo's own overhead (its CPU time) plus one
+    # aggregation interval (200 ms after the tune); judged on an idle machine
+    wall, user, system = (float(x) for x in (tmp_path / "report_access.time").read_text().split())
+    waited = wall - user - system
+    print(f"damo report access (live): {wall:.2f} s wall, {user + system:.2f} s damo CPU, "
+          f"{waited:.2f} s waiting")
+    if os.getloadavg()[0] < (os.cpu_count() or 1) / 2:
+        assert waited <= 1.0 + 0.2, f"report access waited {waited:.2f} s"
 
     # the record holds snapshots; wss reads them
     assert (tmp_path / "damon.data").stat().st_size > 0
