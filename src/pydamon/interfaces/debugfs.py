@@ -1,7 +1,7 @@
 """The DAMON debugfs interface (``<debugfs>/damon/``) as a file tree.
 
-The tree's root holds one directory, ``damon``, with the files of the
-usage guide: ``attrs``, ``target_ids``, ``init_regions``, ``schemes``,
+The tree's root is the ``damon`` directory (a mount of the tree plays
+``<debugfs>/damon``), with the files of the usage guide: ``attrs``, ``target_ids``, ``init_regions``, ``schemes``,
 ``kdamond_pid`` (the root context's), ``mk_contexts``, ``rm_contexts`` and
 ``monitor_on``, plus one directory per context made through ``mk_contexts``
 holding that context's five files. Formats, limits and errno values follow
@@ -229,7 +229,7 @@ class DebugfsModel:
             "monitor_on": monitor_on,
             "monitor_on_DEPRECATED": monitor_on,
         })
-        self.tree = DebugfsTree(Dir({"damon": self.damon_dir}), self)
+        self.tree = DebugfsTree(self.damon_dir, self)
 
     # -- structure ---------------------------------------------------------------
     def _file(self, read: Callable[[], str], write: Callable[[str], None]) -> File:
@@ -478,11 +478,10 @@ class DebugfsModel:
             raise einval("no context name")
         if nr_running_kdamonds():
             raise ebusy("DAMON is running")
-        node = self.damon_dir.entries.get(name)
-        if node is None:
+        if not name or not any(c.name == name for c in self.contexts):
+            if name in self.damon_dir.entries:  # a file, or a directory a mount added
+                raise einval(f"{name!r} is not a context")
             raise DamonError(errno.ENOENT, f"no context {name!r}")
-        if not isinstance(node, Dir):
-            raise einval(f"{name!r} is not a context")
         self.contexts = [c for c in self.contexts if c.name != name]
         del self.damon_dir.entries[name]
 
@@ -550,7 +549,7 @@ def build_debugfs_tree(ops_factory: OpsFactory = make_ops, *,
                        clock_factory: ClockFactory | None = None,
                        trace_hub: object | None = None,
                        seed: int | None = None) -> DebugfsTree:
-    """A :class:`Tree` whose root holds ``damon/``, the DAMON debugfs files.
+    """A :class:`Tree` whose root is ``<debugfs>/damon``, the DAMON debugfs files.
 
     ``trace_hub`` (a :class:`~pydamon.interfaces.trace.TraceHub`) receives
     the ``damon_aggregated`` events of every context started through
