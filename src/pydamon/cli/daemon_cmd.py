@@ -10,8 +10,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
     parser = subparsers.add_parser(
         "daemon", help="mount DAMON's sysfs and debugfs files, served by pydamon (root only)",
-        description="Mount the DAMON sysfs admin tree and the debugfs damon directory over "
-        "FUSE and serve them in the foreground until SIGTERM or SIGINT.")
+        description="Mount the DAMON sysfs admin tree (it plays /sys/kernel/mm/damon/admin) "
+        "and the debugfs tree (damon/ and tracing/trace_pipe) over FUSE and serve them in "
+        "the foreground until SIGTERM or SIGINT. Root only.")
     add_arguments(parser)
     parser.set_defaults(func=run)
     return parser

@@ -18,6 +18,7 @@ import errno
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 
@@ -680,17 +681,24 @@ class KdamondDir(Dir):
 
     def _refresh_loop(self) -> None:
         stop = self._refresher_stop
-        while not stop.is_set():
-            period = self.refresh_ms
-            stop.wait(period / 1000 if period else 0.1)
-            if stop.is_set() or not period:
+        last = time.monotonic()
+        while not stop.is_set() and self.running:
+            period_s = self.refresh_ms / 1000
+            # refresh_ms may change at any time: look again at least every 100 ms
+            stop.wait(min(max(period_s - (time.monotonic() - last), 0.0), 0.1)
+                      if period_s else 0.1)
+            if stop.is_set() or not period_s or time.monotonic() - last < period_s:
                 continue
+            last = time.monotonic()
             with self.model.lock:
                 if not self.running:
                     return
-                self._cmd_update_schemes_stats()
-                self._cmd_update_tuned_intervals()
-                self._cmd_update_schemes_effective_quotas()
+                try:
+                    self._cmd_update_schemes_stats()
+                    self._cmd_update_tuned_intervals()
+                    self._cmd_update_schemes_effective_quotas()
+                except DamonError:
+                    return  # the kdamond stopped meanwhile
 
     def shutdown(self) -> None:
         self._stop_refresher()
