@@ -797,9 +797,17 @@ def default_ops_factory(simulate: bool, world: object | None = None
             return SimOps(world=shared_world, mode=name, create_missing=True)
 
         return make_sim, list(SYSFS_OPS)
+    from ...linux.page_idle import BITMAP_PATH
     from ...ops import available_ops, make_ops
 
     registered = set(available_ops())
+    # The real sets check accesses with idle page tracking. Without it they
+    # could not run, so they are not offered, as a kernel that cannot
+    # register an operations set does not list it.
+    if not os.path.exists(BITMAP_PATH):
+        log.warning("%s is missing (no CONFIG_IDLE_PAGE_TRACKING): no operations set is "
+                    "available; use --simulate", BITMAP_PATH)
+        registered = set()
     return make_ops, [name for name in SYSFS_OPS if name in registered]
 
 
