@@ -100,16 +100,26 @@ def test_reports_and_convert_from_cli(tmp_path, capsys):
     (["record", "--sim", "hotcold", "--damos_action", "vanish"], 2, "unknown DAMOS action"),
     (["report"], 2, "name a report"),
 ])
-def test_errors_are_one_clear_line(tmp_path, argv, status, needle):
+def test_errors_are_one_clear_line(tmp_path, monkeypatch, capsys, argv, status, needle):
+    monkeypatch.chdir(tmp_path)
     if "BAD" in argv:
         (tmp_path / "BAD").write_bytes(b"\x00\x01garbage" * 10)
-    res = run_cli(*argv, cwd=tmp_path)
-    assert res.returncode == status, res.stderr
-    lines = res.stderr.strip().splitlines()
-    assert len(lines) == 1, res.stderr
-    assert "Traceback" not in res.stderr
+    try:
+        rc = main(argv)
+    except SystemExit as e:  # argparse's usage errors
+        rc = e.code
+    err = capsys.readouterr().err
+    assert rc == status, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
     if needle:
         assert needle in lines[0]
+
+
+def test_no_traceback_from_the_console_script(tmp_path):
+    res = run_cli("report", "access", "-i", str(tmp_path / "missing.data"))
+    assert res.returncode == 1
+    assert res.stderr.count("\n") == 1 and "Traceback" not in res.stderr
 
 
 def test_real_process_on_this_kernel_is_clear(tmp_path):
