@@ -124,9 +124,9 @@ def check_consistent(tree: DebugfsTree) -> None:
     model = tree.model
     names = [c.name for c in model.contexts]
     assert names[0] == "" and len(set(names)) == len(names)
-    assert set(tree.listdir("/")) == set(FILES) | set(names[1:])
+    assert set(tree.listdir("damon")) == set(FILES) | set(names[1:])
     for c in model.contexts:
-        prefix = f"{c.name}/" if c.name else ""
+        prefix = f"damon/{c.name}/" if c.name else "damon/"
         if c.name:
             assert set(tree.listdir(prefix)) == set(CONTEXT_FILES)
         attrs = [int(x) for x in tree.read(prefix + "attrs").split()]
@@ -147,7 +147,7 @@ def check_consistent(tree: DebugfsTree) -> None:
             for line in tree.read(prefix + "init_regions").splitlines():
                 idx, start, end = (int(x) for x in line.split())
                 assert 0 <= idx < len(c.targets) and start < end
-    on = tree.read("monitor_on")
+    on = tree.read("damon/monitor_on")
     assert on == ("on\n" if nr_running_kdamonds() else "off\n")
 
 
@@ -156,7 +156,7 @@ def check_round_trip(tree: DebugfsTree) -> None:
     for c in tree.model.contexts:
         if c.running:
             continue
-        prefix = f"{c.name}/" if c.name else ""
+        prefix = f"damon/{c.name}/" if c.name else "damon/"
         for name in ("attrs", "init_regions"):
             before = tree.read(prefix + name)
             tree.write(prefix + name, before)
@@ -187,12 +187,12 @@ def apply(tree: DebugfsTree, op: tuple[str, str, str, str, int]) -> None:
     kind, place, name, data, offset = op
     if kind == "start":
         for c in list(tree.model.contexts):
-            prefix = f"{c.name}/" if c.name else ""
-            apply(tree, ("write", "", prefix + "target_ids", data, 0))
+            prefix = f"damon/{c.name}/" if c.name else "damon/"
+            apply(tree, ("write", "", prefix[6:] + "target_ids", data, 0))
         kind, data = "write", "on\n"
     if place and name in ROOT_FILES:
         place = ""  # root-only files exist only there
-    path = f"{place}{name}"
+    path = f"damon/{place}{name}"
     if (kind == "write" and name.startswith("monitor_on") and data.split()[:1] == ["on"]
             and any(c.attrs.max_nr_regions > MAX_REGIONS_TO_RUN for c in tree.model.contexts)):
         return  # a resource limit of the fuzz, not of the model
@@ -229,12 +229,12 @@ def test_fuzz_operations_keep_the_tree_consistent(ops):
     lambda b: b.decode("latin-1"))))
 def test_fuzz_single_writes_answer_kernel_errnos(name, data):
     tree = build_debugfs_tree(tiny_ops, seed=0)
-    tree.write("target_ids", "42 4242\n")
-    tree.write("attrs", "1000 10000 1000000 10 1000\n")
+    tree.write("damon/target_ids", "42 4242\n")
+    tree.write("damon/attrs", "1000 10000 1000000 10 1000\n")
     try:
         if name.startswith("monitor_on") and data.split()[:1] == ["on"]:
             return  # covered by the sequence fuzz; keep this one fast
-        code = err_of(lambda: tree.write(f"{name}", data))
+        code = err_of(lambda: tree.write(f"damon/{name}", data))
         assert code is None or code in KERNEL_ERRNOS
         check_consistent(tree)
     finally:
@@ -244,4 +244,4 @@ def test_fuzz_single_writes_answer_kernel_errnos(name, data):
 @pytest.mark.parametrize("name", CONTEXT_FILES + ROOT_FILES)
 def test_every_file_rejects_a_continued_write(name):
     tree = build_debugfs_tree(tiny_ops)
-    assert err_of(lambda: tree.write(f"{name}", "1", offset=3)) == errno.EINVAL
+    assert err_of(lambda: tree.write(f"damon/{name}", "1", offset=3)) == errno.EINVAL

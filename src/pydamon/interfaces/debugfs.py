@@ -1,7 +1,8 @@
 """The DAMON debugfs interface (``<debugfs>/damon/``) as a file tree.
 
-The tree's root is the ``damon`` directory (a mount of the tree plays
-``<debugfs>/damon``), with the files of the usage guide: ``attrs``, ``target_ids``, ``init_regions``, ``schemes``,
+The tree's root plays ``<debugfs>``: it holds one directory, ``damon``
+(next to which a mount may add ``tracing``), with the files of the usage
+guide: ``attrs``, ``target_ids``, ``init_regions``, ``schemes``,
 ``kdamond_pid`` (the root context's), ``mk_contexts``, ``rm_contexts`` and
 ``monitor_on``, plus one directory per context made through ``mk_contexts``
 holding that context's five files. Formats, limits and errno values follow
@@ -229,7 +230,7 @@ class DebugfsModel:
             "monitor_on": monitor_on,
             "monitor_on_DEPRECATED": monitor_on,
         })
-        self.tree = DebugfsTree(self.damon_dir, self)
+        self.tree = DebugfsTree(Dir({"damon": self.damon_dir}), self)
 
     # -- structure ---------------------------------------------------------------
     def _file(self, read: Callable[[], str], write: Callable[[str], None]) -> File:
@@ -549,7 +550,7 @@ def build_debugfs_tree(ops_factory: OpsFactory = make_ops, *,
                        clock_factory: ClockFactory | None = None,
                        trace_hub: object | None = None,
                        seed: int | None = None) -> DebugfsTree:
-    """A :class:`Tree` whose root is ``<debugfs>/damon``, the DAMON debugfs files.
+    """A :class:`Tree` whose root plays ``<debugfs>``: ``damon/`` holds the DAMON files.
 
     ``trace_hub`` (a :class:`~pydamon.interfaces.trace.TraceHub`) receives
     the ``damon_aggregated`` events of every context started through

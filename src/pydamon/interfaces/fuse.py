@@ -245,7 +245,8 @@ class TreeOperations(mfusepy.Operations):
         generation = self.tree.generation
         try:
             with self.tree.lock:
-                node.write(chunk.decode("latin-1"))
+                # the offset lets debugfs files refuse a continued write (EINVAL)
+                node.write(chunk.decode("latin-1"), offset)
         except Exception as e:
             if not isinstance(e, OSError):
                 log.exception("writing %r to %s failed", chunk[:64], path)
