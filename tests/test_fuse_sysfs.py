@@ -306,6 +306,9 @@ def test_refuses_real_kernel_filesystems(tmp_path):
     ok = tmp_path / "ok"
     assert prepare_mount_point(str(ok), lambda: [MountInfo("/", "ext4", "x")]) == str(ok)
     assert ok.is_dir()
+    (ok / "file").write_text("x")
+    with pytest.raises(DaemonError, match="not empty"):
+        prepare_mount_point(str(ok), lambda: [MountInfo("/", "ext4", "x")])
 
 
 def test_refuses_to_run_without_root(monkeypatch, caplog):

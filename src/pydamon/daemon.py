@@ -154,6 +154,9 @@ def prepare_mount_point(path: str, mounts_reader: Callable[[], list[MountInfo]] 
         raise DaemonError(f"{path}: cannot create the mount point: {e.strerror}") from None
     if not os.path.isdir(path):
         raise DaemonError(f"{path}: not a directory")
+    if os.listdir(path):
+        # mounting would hide what is there; a shield or a fresh directory is empty
+        raise DaemonError(f"{path}: not empty; refusing to hide its files under the mount")
     return path
 
 
