@@ -496,3 +496,25 @@ def test_guide_schemes_example(tree):
         10, 1 << 30, 1000)
     assert (scheme.wmarks.metric.value, scheme.wmarks.interval_us, scheme.wmarks.high,
             scheme.wmarks.mid, scheme.wmarks.low) == ("free_mem_rate", 5000000, 600, 500, 300)
+
+
+def test_intervals_goal_tunes_and_update_tuned_intervals_reports_it(tree):
+    populate(tree, nr_schemes=0, nr_regions=0)
+    tree.write(f"{C}/operations", "paddr")
+    goal = f"{C}/monitoring_attrs/intervals/intervals_goal"
+    # the hot 64 MiB of 1 GiB are far more than 0.04% of the possible accesses:
+    # the tuner shrinks the intervals to its lower bound
+    tree.write(f"{goal}/access_bp", "4")
+    tree.write(f"{goal}/aggrs", "1")
+    tree.write(f"{goal}/min_sample_us", "1000")
+    tree.write(f"{goal}/max_sample_us", "10000")
+    tree.write(f"{C}/monitoring_attrs/intervals/aggr_us", "20000")
+    tree.write(f"{K}/state", "on")
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        tree.write(f"{K}/state", "update_tuned_intervals")
+        if tree.read(f"{C}/monitoring_attrs/intervals/sample_us") == "1000\n":
+            break
+        time.sleep(0.05)
+    assert tree.read(f"{C}/monitoring_attrs/intervals/sample_us") == "1000\n"
+    assert tree.read(f"{C}/monitoring_attrs/intervals/aggr_us") == "4000\n"  # ratio kept
