@@ -481,3 +481,26 @@ def test_tracing_next_to_damon_is_not_a_context(tree):
     tree.write("damon/mk_contexts", "tracing")  # a context may take that name
     tree.write("damon/rm_contexts", "tracing")
     assert tree.read("tracing/available_events") == "damon:damon_aggregated\n"
+
+
+def test_pid_checks_release_what_they_take(world):
+    held: set[int] = set()
+    cleanups: list[int] = []
+
+    class TrackingOps(sim.SimOps):
+        def attach(self, target):
+            super().attach(target)
+            held.add(id(target))
+
+        def detach(self, target):
+            held.discard(id(target))
+            super().detach(target)
+
+        def cleanup(self, ctx):
+            cleanups.append(1)
+            super().cleanup(ctx)
+
+    tree = build_debugfs_tree(lambda name: TrackingOps(world, mode=name))
+    tree.write("damon/target_ids", "42 4242")
+    assert err(lambda: tree.write("damon/target_ids", "42 99999")) == errno.EINVAL
+    assert not held and len(cleanups) == 4

@@ -379,7 +379,10 @@ class DebugfsModel:
             ops.attach(probe)
         except OSError as e:
             raise einval(f"no process of pid {pid}") from e
-        ops.detach(probe)
+        finally:
+            # release what the probe took (a pidfd, the idle page bitmap...)
+            ops.detach(probe)
+            ops.cleanup(Context(ops))
 
     def _write_target_ids(self, ctx: DebugfsContext, data: str) -> None:
         text = _input_text(data)
