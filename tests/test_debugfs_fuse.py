@@ -154,3 +154,17 @@ def test_trace_pipe_through_the_mount(mount):
     assert len(lines) == 20, out.stderr
     assert all(" damon_aggregated: target_id=0 nr_regions=" in line for line in lines)
     assert lines[0].lstrip().startswith("kdamond.0-")
+
+
+def test_a_long_write_is_taken_whole(mount):
+    """debugfs takes a write() of any size at once (sysfs stops at a page)."""
+    line = "0 18446744073709551615 0 4294967295 0 4294967295 5 0 0 0 0 0 0 0 0 0 0 0\n"
+    text = (line * 256).encode()
+    assert len(text) > 4 * 4096
+    fd = os.open(mount / "damon" / "schemes", os.O_WRONLY | os.O_TRUNC)
+    try:
+        assert os.write(fd, text) == len(text)
+    finally:
+        os.close(fd)
+    with open(mount / "damon" / "schemes") as f:
+        assert len(f.read().splitlines()) == 256

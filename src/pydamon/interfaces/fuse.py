@@ -241,7 +241,8 @@ class TreeOperations(mfusepy.Operations):
         node = handle.node
         if not isinstance(node, File):
             raise mfusepy.FuseOSError(errno.EACCES)
-        chunk = bytes(data[:MAX_WRITE])
+        # debugfs files (single_write) take a whole write() of any size
+        chunk = bytes(data if node.single_write else data[:MAX_WRITE])
         generation = self.tree.generation
         try:
             with self.tree.lock:
