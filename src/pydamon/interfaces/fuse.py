@@ -41,7 +41,7 @@ import queue
 import stat
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 os.environ.setdefault("FUSE_LIBRARY_NAME", "fuse3")
 
@@ -70,7 +70,6 @@ class _OpenFile:
     node: Node
     content: bytes | None = None
     reader: StreamReader | None = None
-    lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 def _errno_of(e: BaseException) -> int:
