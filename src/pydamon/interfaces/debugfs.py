@@ -20,6 +20,10 @@ debugfs and the sysfs kdamonds exclude each other with EBUSY, as
 damon_start(..., exclusive=true) does. Scheme objects are shared with the
 running context, so reading ``schemes`` shows the live stats.
 
+``tests/test_debugfs_kernel.py`` plays one 91-step scenario on the guest
+kernel's (6.12) debugfs and on this model: every step gives the same text
+or errno, except the two deviations below marked "(checked)".
+
 Choices made about the kernel's behaviour (section 9 of the facts, 6.12
 observed first-hand):
 
@@ -45,12 +49,12 @@ Reproduced
 
 Deliberately fixed
   * A missing pid is EINVAL, as the usage guide and 5.x kernels say, not
-    the ENOMEM of 6.x (an allocation error for a lookup failure).
+    the ENOMEM of 6.x (an allocation error for a lookup failure). (checked)
   * Keywords match whole words, not prefixes: ``o`` is not ``on``, ``of``
     is not ``off``, ``p`` or an empty write do not select ``paddr``
     (an empty ``target_ids`` write clears the targets instead).
   * A whitespace-only ``mk_contexts``/``rm_contexts`` is EINVAL (5.x/6.1
-    code) rather than 6.12's EACCES; names with ``/`` or ``.``/``..`` are
+    code) rather than 6.12's EACCES (checked); names with ``/`` or ``.``/``..`` are
     EACCES (what debugfs_create_dir() answers), a duplicate is EEXIST.
   * ``off`` stops every debugfs kdamond still running and is EPERM only
     when none runs (the kernel stops at the first context already stopped).
