@@ -6,9 +6,12 @@ What makes a FUSE mount behave like sysfs/debugfs for tools such as damo:
   by an ``nr_*`` write is gone for the very next ``stat``;
 - ``direct_io`` and a reported size of 4096, so that every read asks the
   tree for fresh content;
-- a file's content is produced once per open file, at its first read, and
-  later reads at higher offsets slice that snapshot (what kernfs's seq_file
-  does), so a ``cat`` never mixes two versions;
+- in a tree with stream files, a file's content is produced once per open
+  file, at its first read, and later reads slice that snapshot (what
+  kernfs's seq_file does); a tree without them (sysfs) keeps no per-open
+  state, to spare the close callback, and makes the content at every read
+  (all its files fit in one read, so a ``cat`` sees one version unless the
+  content changes between its read and the end-of-file read);
 - a write acts only in ``write()``, which returns the tree's errno to the
   writer; ``truncate`` (``O_TRUNC`` from ``echo >``) is a harmless no-op;
 - opening a 0400 file for writing fails with EACCES, even for root.
@@ -63,6 +66,8 @@ CACHE_TIMEOUT_S = 3600
 #: is bounded because the kernel may need another request of ours (a lookup
 #: holding the parent directory's lock) before it can drop the entries.
 INVALIDATE_WAIT_S = 0.2
+#: Paths whose nodes the adapter remembers (cache mode), at most.
+LOOKUP_CACHE_SIZE = 65536
 
 
 @dataclass
@@ -102,6 +107,9 @@ class TreeOperations(mfusepy.Operations):
     def __init__(self, tree: Tree, cache: bool | None = None):
         self.tree = tree
         self.cache = tree.notifies_structure_changes if cache is None else cache
+        #: no stream files: open files need no state (content is made at each
+        #: read), which spares a Python callback per close
+        self.stateless = not tree_has_stream(tree.root)
         self._files: dict[int, _OpenFile] = {}
         self._next_fh = itertools.count(1)
         self._closing = threading.Event()
@@ -109,6 +117,8 @@ class TreeOperations(mfusepy.Operations):
         self._seen: dict[str, bool] = {}
         self._seen_lock = threading.Lock()
         self._invalidator: _Invalidator | None = None
+        self._lookup_cache: dict[str, Node] = {}
+        self._lookup_generation = tree.generation
         now = time.time_ns()
         self._time = now
         self._uid = os.getuid()
@@ -152,10 +162,28 @@ class TreeOperations(mfusepy.Operations):
 
     # -- lookups ---------------------------------------------------------------
     def _lookup(self, path: str) -> Node:
+        """The node at ``path`` (call under the tree lock).
+
+        In cache mode, found nodes are remembered until the tree reports a
+        structure change: a model that reports removals replaces nodes only
+        by removing them first, so a remembered node is the current one.
+        """
+        if self.cache:
+            if self._lookup_generation != self.tree.generation:
+                self._lookup_cache.clear()
+                self._lookup_generation = self.tree.generation
+            node = self._lookup_cache.get(path)
+            if node is not None:
+                return node
         try:
-            return self.tree.lookup(path)
+            node = self.tree.lookup(path)
         except OSError as e:
             raise mfusepy.FuseOSError(_errno_of(e)) from None
+        if self.cache:
+            if len(self._lookup_cache) >= LOOKUP_CACHE_SIZE:
+                self._lookup_cache.clear()
+            self._lookup_cache[path] = node
+        return node
 
     def getattr(self, path: str, fh: int | None = None) -> dict:
         with self.tree.lock:
@@ -191,6 +219,9 @@ class TreeOperations(mfusepy.Operations):
             wants_write = accmode in (os.O_WRONLY, os.O_RDWR)
             if (wants_read and not node.mode & 0o400) or (wants_write and not node.mode & 0o200):
                 raise mfusepy.FuseOSError(errno.EACCES)
+            if self.stateless:
+                # nothing to remember per open file: no RELEASE round trip into Python
+                return 0
             handle = _OpenFile(node)
         if isinstance(node, StreamFile):
             try:
@@ -201,14 +232,33 @@ class TreeOperations(mfusepy.Operations):
         self._files[fh] = handle
         return fh
 
-    def _handle(self, fh: int) -> _OpenFile:
+    def _handle(self, fh: int, path: str) -> _OpenFile:
+        if not fh:
+            # stateless mode: the file at that path now
+            with self.tree.lock:
+                return _OpenFile(self._lookup(path))
         try:
             return self._files[fh]
         except KeyError:
             raise mfusepy.FuseOSError(errno.EBADF) from None
 
     def read(self, path: str, size: int, offset: int, fh: int) -> bytes:
-        handle = self._handle(fh)
+        if not fh:
+            # stateless mode: the content of the file at that path, now
+            try:
+                with self.tree.lock:
+                    node = self._lookup(path)
+                    if not isinstance(node, File):
+                        raise mfusepy.FuseOSError(errno.EISDIR)
+                    text = node.read()
+            except mfusepy.FuseOSError:
+                raise
+            except Exception as e:
+                if not isinstance(e, OSError):
+                    log.exception("reading %s failed", path)
+                raise mfusepy.FuseOSError(_errno_of(e)) from None
+            return text.encode("latin-1", "replace")[offset:offset + size]
+        handle = self._handle(fh, path)
         if handle.reader is not None:
             return self._read_stream(handle.reader, size)
         node = handle.node
@@ -236,8 +286,12 @@ class TreeOperations(mfusepy.Operations):
         return b""
 
     def write(self, path: str, data: bytes, offset: int, fh: int) -> int:
-        handle = self._handle(fh)
-        node = handle.node
+        handle = self._files.get(fh) if fh else None
+        if handle is not None:
+            node = handle.node
+        else:
+            with self.tree.lock:
+                node = self._lookup(path)
         if not isinstance(node, File):
             raise mfusepy.FuseOSError(errno.EACCES)
         # debugfs files (single_write) take a whole write() of any size
@@ -255,7 +309,8 @@ class TreeOperations(mfusepy.Operations):
             # a failed nr_* write may have removed children too
             if self.cache and self.tree.generation != generation:
                 self._invalidate_removed()
-        handle.content = None
+        if handle is not None:
+            handle.content = None
         return len(chunk)
 
     def truncate(self, path: str, length: int, fh: int | None = None) -> int:
@@ -337,6 +392,9 @@ def serve(tree: Tree, mountpoint: str, *, fsname: str = "pydamon",
         multithreaded = tree_has_stream(tree.root)
     ops = operations if operations is not None else TreeOperations(tree)
     opts = mount_options(multithreaded, fsname, ops.cache)
+    if ops.stateless:
+        # libfuse then answers RELEASE itself
+        ops.release = None  # type: ignore[method-assign,assignment]
     try:
         mfusepy.FUSE(ops, mountpoint, **opts)
     finally:
