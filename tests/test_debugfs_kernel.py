@@ -15,6 +15,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -170,6 +171,80 @@ def play(ops, pid: int) -> list[list]:
     return results
 
 
+def _read_trace_pipe(path: str, nr_lines: int, timeout_s: float) -> list[str]:
+    import select
+    import time
+
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    data = b""
+    deadline = time.monotonic() + timeout_s
+    try:
+        while data.count(b"\n") < nr_lines and time.monotonic() < deadline:
+            ready, _, _ = select.select([fd], [], [], 0.5)
+            if ready:
+                try:
+                    data += os.read(fd, 65536)
+                except BlockingIOError:
+                    pass
+    finally:
+        os.close(fd)
+    return data.decode().splitlines()[:nr_lines]
+
+
+def trace_formats(pid: int) -> dict[str, list[str]]:
+    """damon_aggregated lines of the kernel (trace_pipe, perf script) and of the model."""
+    from pydamon.interfaces.trace import PerfScriptRecorder, TraceHub
+
+    out: dict[str, list[str]] = {}
+    _, kwrite, _ = _kernel_ops(KERNEL_DBGFS)
+    kwrite("attrs", "5000 100000 1000000 10 1000\n")
+    kwrite("target_ids", f"{pid}\n")
+    kwrite("schemes", "\n")
+    enable = "/sys/kernel/tracing/events/damon/damon_aggregated/enable"
+    with open(enable, "w") as f:
+        f.write("1")
+    try:
+        kwrite(MONITOR_ON, "on\n")
+        out["kernel_trace_pipe"] = _read_trace_pipe("/sys/kernel/tracing/trace_pipe", 5, 60)
+    finally:
+        with open(enable, "w") as f:
+            f.write("0")
+    if shutil.which("perf"):
+        rec = subprocess.run(
+            ["perf", "record", "-q", "-o", "/tmp/damon.perf", "-e", "damon:damon_aggregated",
+             "-a", "--", "sleep", "2"], capture_output=True, text=True)
+        script = subprocess.run(["perf", "script", "-i", "/tmp/damon.perf"],
+                                capture_output=True, text=True)
+        out["kernel_perf"] = [line for line in script.stdout.splitlines()
+                              if "damon_aggregated" in line][:5]
+        out["perf_errors"] = [rec.stderr[-500:], script.stderr[-500:]]
+    kwrite(MONITOR_ON, "off\n")
+
+    (mread, mwrite, _), tree = _model_ops(pid)
+    hub = TraceHub()
+    try:
+        mwrite("attrs", "5000 100000 1000000 10 1000\n")
+        mwrite("target_ids", f"{pid}\n")
+        tree.model._listeners = (hub.publish,)
+        with hub.open_reader("trace_pipe") as reader:
+            recorder = PerfScriptRecorder("/tmp/model.perf.txt")
+            recorder.start(hub)
+            mwrite(MONITOR_ON, "on\n")
+            lines: list[str] = []
+            import time
+            deadline = time.monotonic() + 60
+            while len(lines) < 5 and time.monotonic() < deadline:
+                lines += reader.read_lines(0.5)
+            out["model_trace_pipe"] = lines[:5]
+            mwrite(MONITOR_ON, "off\n")
+            recorder.stop()
+        with open("/tmp/model.perf.txt") as f:
+            out["model_perf"] = f.read().splitlines()[:5]
+    finally:
+        tree.model.shutdown()
+    return out
+
+
 def guest_main() -> int:
     if not os.uname().release.endswith(GUEST_RELEASE_SUFFIX) or not os.path.isdir(KERNEL_DBGFS):
         print("refusing to run: not the DAMON guest kernel", file=sys.stderr)
@@ -182,6 +257,7 @@ def guest_main() -> int:
             model = play(model_ops, child.pid)
         finally:
             tree.model.shutdown()
+        traces = trace_formats(child.pid)
     finally:
         child.kill()
         child.wait()
@@ -189,11 +265,28 @@ def guest_main() -> int:
             _kernel_ops(KERNEL_DBGFS)[1](MONITOR_ON, "off\n")
         except OSError:
             pass
-    print("RESULTS " + json.dumps({"kernel": kernel, "model": model}))
+    print("RESULTS " + json.dumps({"kernel": kernel, "model": model, "traces": traces}))
     return 0
 
 
 # -- the host side ----------------------------------------------------------------------
+
+TRACE_PIPE_COLUMNS = re.compile(
+    r"^(?P<comm> *kdamond\.\d+)-(?P<pid>\d+ *) \[(?P<cpu>\d+)\] (?P<flags>\S+) "
+    r"(?P<secs> *\d+)\.(?P<usecs>\d+): damon_aggregated: "
+    r"target_id=\d+ nr_regions=\d+ \d+-\d+: \d+ \d+$")
+PERF_SCRIPT_COLUMNS = re.compile(
+    r"^(?P<comm> *kdamond\.\d+)(?P<pid> +\d+) \[(?P<cpu>\d+)\] "
+    r"(?P<secs> *\d+)\.(?P<usecs>\d+): damon:damon_aggregated: "
+    r"target_id=\d+ nr_regions=\d+ \d+-\d+: \d+ \d+$")
+
+
+def columns(pattern: re.Pattern, line: str) -> tuple:
+    """The widths of a line's fields (and its flags), which must match the kernel's."""
+    m = pattern.match(line)
+    assert m, line
+    return tuple(len(v) for k, v in m.groupdict().items() if k != "flags") + (
+        m.groupdict().get("flags"),)
 
 
 @pytest.mark.guest
@@ -222,6 +315,16 @@ def test_model_matches_the_kernel_step_by_step():
         elif k != m:
             mismatches.append((i, step, k, m))
     assert not mismatches, "\n".join(repr(x) for x in mismatches)
+
+    traces = results["traces"]
+    assert len(traces["kernel_trace_pipe"]) == len(traces["model_trace_pipe"]) == 5
+    kernel_cols = {columns(TRACE_PIPE_COLUMNS, line) for line in traces["kernel_trace_pipe"]}
+    model_cols = {columns(TRACE_PIPE_COLUMNS, line) for line in traces["model_trace_pipe"]}
+    assert kernel_cols == model_cols
+    if traces.get("kernel_perf"):
+        kernel_cols = {columns(PERF_SCRIPT_COLUMNS, line) for line in traces["kernel_perf"]}
+        model_cols = {columns(PERF_SCRIPT_COLUMNS, line) for line in traces["model_perf"]}
+        assert kernel_cols == model_cols
 
 
 if __name__ == "__main__":

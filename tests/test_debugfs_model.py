@@ -458,7 +458,7 @@ def test_events_reach_a_trace_hub(world):
             lines: list[str] = []
             assert wait_for(lambda: bool(lines.extend(reader.read_lines(0.05)) or len(lines) > 20))
         kd_pid = int(tree.read("damon/kdamond_pid"))
-        assert f"kdamond.0-{kd_pid} [" in lines[0] and "damon_aggregated: target_id=0" in lines[0]
+        assert f"kdamond.0-{kd_pid} " in lines[0] and "damon_aggregated: target_id=0" in lines[0]
     finally:
         tree.model.shutdown()
 

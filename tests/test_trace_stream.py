@@ -24,7 +24,7 @@ from pydamon.interfaces.tree import File, StreamFile, Tree
 sim = pytest.importorskip("pydamon.ops.sim", reason="the sim operations set is not available")
 
 TRACE_PIPE_LINE = re.compile(
-    r"^\s*kdamond\.(?P<kd>\d+)-(?P<pid>\d+) \[(?P<cpu>\d{3})\] \.\.\.\.\. +"
+    r"^\s*kdamond\.(?P<kd>\d+)-(?P<pid>\d+) +\[(?P<cpu>\d{3})\] \.\.\.\.\. +"
     r"(?P<secs>\d+)\.(?P<usecs>\d{6}): damon_aggregated: target_id=(?P<tid>\d+) "
     r"nr_regions=(?P<nr>\d+) (?P<start>\d+)-(?P<end>\d+): (?P<acc>\d+) (?P<age>\d+)$"
 )
@@ -143,7 +143,9 @@ def test_line_formats_of_one_event():
     assert m and m["kd"] == "3" and int(m["pid"]) == pid
     assert (m["secs"], m["usecs"]) == ("79357", "842179")
     assert tp_lines[1].endswith("damon_aggregated: target_id=1 nr_regions=2 4096-8192: 1 3")
-    assert perf_lines[0].startswith(f"kdamond.3 {pid:>6} [")
+    # the columns of ftrace and perf script (16-wide comm, then pid)
+    assert tp_lines[0].startswith(f"{'kdamond.3':>16}-{pid:<7} [")
+    assert perf_lines[0].startswith(f"{'kdamond.3':>16} {pid:>5} [")
     assert perf_lines[0].endswith(
         "79357.842179: damon:damon_aggregated: target_id=1 nr_regions=2 0-4096: 0 3")
     assert parse_perf_script_line(perf_lines[1])["start"] == 4096

@@ -51,7 +51,8 @@ def perf_script_lines(ev: AggregatedEvent, pid: int = 0, cpu: int = 0) -> Iterat
     """``perf script`` lines for one batch of events (one line per region)."""
     secs = ev.time_ns // 1_000_000_000
     usecs = (ev.time_ns // 1000) % 1_000_000
-    head = f"kdamond.{ev.kdamond_idx} {pid:>6} [{cpu:03d}] {secs:>5}.{usecs:06d}: {EVENT}: "
+    # perf script's columns: comm right-aligned in 16, pid in 5 (checked against perf 6.1)
+    head = f"{'kdamond.' + str(ev.kdamond_idx):>16} {pid:>5} [{cpu:03d}] {secs:>5}.{usecs:06d}: {EVENT}: "
     n = ev.nr_regions
     for start, end, nr, age in ev.rows():
         yield head + tracepoint_text(ev.target_idx, n, start, end, nr, age)
@@ -61,7 +62,9 @@ def trace_pipe_lines(ev: AggregatedEvent, pid: int = 0, cpu: int = 0) -> Iterato
     """``trace_pipe`` (ftrace) lines: ``comm-pid [cpu] flags ts: event: text``."""
     secs = ev.time_ns // 1_000_000_000
     usecs = (ev.time_ns // 1000) % 1_000_000
-    head = (f"{'kdamond.' + str(ev.kdamond_idx) + '-' + str(pid):>16} [{cpu:03d}] ..... "
+    # ftrace's columns: comm right-aligned in 16, "-", pid left-aligned in 7
+    # (checked against the 6.12 guest kernel's trace_pipe)
+    head = (f"{'kdamond.' + str(ev.kdamond_idx):>16}-{pid:<7} [{cpu:03d}] ..... "
             f"{secs:>5}.{usecs:06d}: damon_aggregated: ")
     n = ev.nr_regions
     for start, end, nr, age in ev.rows():
