@@ -139,6 +139,7 @@ def test_pagemap_reader_batches_adjacent_pages(tmp_path):
     fd = os.open(path, os.O_RDONLY)
     try:
         reader = pagemap.PagemapReader(fd, max_gap_pages=8)
+        assert pagemap.DEFAULT_MAX_GAP_PAGES >= 8
         syscount.reset()
         addrs = [10 << 12, (11 << 12) + 123, 20 << 12, 40 << 12, 63 << 12, 500 << 12]
         assert reader.frames(addrs) == [1000, 1001, 7, -1, -1, -1]
@@ -314,6 +315,9 @@ def test_vaddr_checks_huge_pages_through_their_head(fake_vaddr):
     ops.update(ctx)
     assert t.handle.blocks == {0: 0, 1: 1}
     clock.sleep_us(int(ops.block_kind_ttl_s * 1e6))
+    ops.update(ctx)
+    assert t.handle.blocks == {0: 0, 1: 1}  # not yet enough samples
+    ops._samples_since_forget = ops.block_kind_ttl_samples
     ops.update(ctx)
     assert t.handle.blocks == {}
 

@@ -20,6 +20,8 @@ from __future__ import annotations
 import os
 from array import array
 
+import numpy as np
+
 from . import syscount
 from .batching import group_runs
 
@@ -159,18 +161,18 @@ class IdleBitmap:
         return idle_from_reads(pfns, words, runs, chunks)
 
 
-def block_info_of(window_start: int, flags: list[int], pfn: int) -> tuple[int | None, bool]:
+def block_info_of(window_start: int, flags: list[int] | np.ndarray, pfn: int
+                  ) -> tuple[int | None, bool]:
     """Head of the folio holding ``pfn`` and whether that folio is exactly the
     PMD-sized block ``window_start .. window_start+511``, from the block's flags."""
-    head = None
-    for k in range(min(pfn - window_start, len(flags) - 1), -1, -1):
-        if flags[k] & KPF_COMPOUND_HEAD:
-            head = window_start + k
-            break
-    if head is None:
+    f = np.asarray(flags, dtype=np.uint64)
+    upto = min(pfn - window_start, len(f) - 1)
+    heads = np.flatnonzero(f[:upto + 1] & np.uint64(KPF_COMPOUND_HEAD))
+    if not len(heads):
         return None, False
-    whole = (head == window_start and len(flags) == MAX_FOLIO_FRAMES
-             and all(f & KPF_COMPOUND_TAIL for f in flags[1:]))
+    head = window_start + int(heads[-1])
+    whole = (head == window_start and len(f) == MAX_FOLIO_FRAMES
+             and bool(np.all(f[1:] & np.uint64(KPF_COMPOUND_TAIL))))
     return head, whole
 
 
@@ -217,7 +219,7 @@ class KPageFlags:
             data = os.pread(self.fd, MAX_FOLIO_FRAMES * 8, start * 8)
         except OSError:
             return None, False
-        flags = memoryview(data[:len(data) // 8 * 8]).cast("Q").tolist()
+        flags = np.frombuffer(data, dtype=np.uint64, count=len(data) // 8)
         if len(flags) <= pfn - start:
             return None, False
         return block_info_of(start, flags, pfn)

@@ -15,9 +15,10 @@ interval. What the kernel's own vaddr does, and how this follows it:
 
 To keep system calls per region-sample low, what kind of memory backs each
 2 MiB block of a process (small pages or one PMD-mapped huge page) is
-remembered for ``block_kind_ttl_s`` (checked at update intervals), so
-kpageflags is read only when a block is first sampled. A huge page collapsed
-later in a block remembered as small pages reads as accessed until then.
+remembered for ``block_kind_ttl_s`` and at least ``block_kind_ttl_samples``
+samples (checked at update intervals), so kpageflags is read only when a
+block is first sampled. A huge page collapsed later in a block remembered
+as small pages reads as accessed until then.
 
 Targets are held through a pidfd and a descriptor of their ``/proc/PID``
 directory opened while the pidfd shows the process alive, so a reused PID
@@ -141,13 +142,16 @@ class VaddrOps(Operations):
     supported_actions: ClassVar[frozenset[Action]] = frozenset(
         {Action.STAT, *ACTION_ADVICE})
 
-    #: how long what backs a 2 MiB block is remembered (forgotten at the first
-    #: update interval after this long)
+    #: how long what backs a 2 MiB block is remembered: forgotten at the first
+    #: update interval after this long and this many samples (so that finding
+    #: out again costs a small share of the calls, however slow the machine)
     block_kind_ttl_s: float = 10.0
+    block_kind_ttl_samples: int = 200
 
     def __init__(self) -> None:
         self.frames: FrameChecker | None = None
         self._blocks_learned_ns: int | None = None
+        self._samples_since_forget = 0
 
     # -- lifecycle ---------------------------------------------------------------
     def check_ctx(self, ctx: Context) -> None:
@@ -173,9 +177,11 @@ class VaddrOps(Operations):
         now = ctx.clock.now_ns()
         if self._blocks_learned_ns is None:
             self._blocks_learned_ns = now
-        if now - self._blocks_learned_ns < self.block_kind_ttl_s * 1e9:
+        if (now - self._blocks_learned_ns < self.block_kind_ttl_s * 1e9
+                or self._samples_since_forget < self.block_kind_ttl_samples):
             return
         self._blocks_learned_ns = now
+        self._samples_since_forget = 0
         for t in ctx.targets:
             if t.handle is not None:
                 t.handle.blocks.clear()
@@ -228,6 +234,7 @@ class VaddrOps(Operations):
             return
         h.check_pfns = self._check_frames(h, addrs.tolist())
         self.frames.mark(h.check_pfns)
+        self._samples_since_forget += 1
 
     def check_accesses(self, target: Target, addrs: np.ndarray) -> np.ndarray:
         h: ProcessHandle | None = target.handle

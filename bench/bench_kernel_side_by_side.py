@@ -1,0 +1,466 @@
+"""The kernel's DAMON and pydamon, side by side, on the same workload in the guest.
+
+For each page size (4 KiB, THP), target size and number of regions N, one
+workload process (tests/kernel/workload.py: a buffer with a hot 64 MiB
+range) is monitored with the same attributes first by the kernel's own
+DAMON (its sysfs in the guest, results from the ``damon_aggregated``
+tracepoint) and then by pydamon's ``vaddr``, one after the other. Printed:
+
+* hot bytes in the buffer found by each, their overlap, false hot bytes
+  (hot outside the real hot range);
+* monitor CPU per sample: the kdamond thread's utime+stime from
+  ``/proc/<kdamond pid>/stat`` (and its ns runtime from ``schedstat``) vs
+  pydamon's thread CPU, and their ratio;
+* pydamon's system calls per region-sample, by kind.
+
+Run on the host: it boots the guest once (``../shared/guest/run-in-guest``)
+and re-runs itself inside::
+
+    .venv/bin/python bench/bench_kernel_side_by_side.py [--quick] [--json out.json]
+
+Inside the guest it may write the guest's DAMON sysfs; on the host it
+never touches ``/sys/kernel/mm/damon``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+GUEST = REPO.parent / "shared" / "guest" / "run-in-guest"
+WORKLOAD = REPO / "tests" / "kernel" / "workload.py"
+ADMIN = "/sys/kernel/mm/damon/admin"
+TRACING = "/sys/kernel/tracing"
+IN_GUEST_ENV = "PYDAMON_BENCH_IN_GUEST"
+PAGE = 4096
+HOT_MIB = 64
+
+TRACE_RE = re.compile(rb"damon_aggregated: target_id=(\d+) nr_regions=(\d+) (\d+)-(\d+): (\d+) (\d+)")
+
+
+@dataclass
+class Attrs:
+    sample_us: int
+    aggr_us: int
+    update_us: int
+    nr_regions: int
+
+    @property
+    def samples_per_aggr(self) -> int:
+        return self.aggr_us // self.sample_us
+
+
+@dataclass
+class Snapshot:
+    """One aggregation's regions (start, end, nr_accesses)."""
+
+    start: np.ndarray
+    end: np.ndarray
+    nr_accesses: np.ndarray
+
+
+@dataclass
+class MonitorResult:
+    monitor: str
+    nr_samples: int
+    cpu_s_stat: float  # from /proc/.../stat ticks
+    cpu_s_sched: float  # from schedstat (ns)
+    mean_nr_regions: float
+    snapshots: list[Snapshot] = field(default_factory=list, repr=False)
+    syscalls: dict[str, int] = field(default_factory=dict)
+    region_samples: int = 0
+
+    @property
+    def cpu_per_sample_ms(self) -> float:
+        cpu = self.cpu_s_sched if self.cpu_s_sched > 0 else self.cpu_s_stat
+        return cpu / max(1, self.nr_samples) * 1000
+
+    @property
+    def syscalls_per_region_sample(self) -> float:
+        return sum(self.syscalls.values()) / max(1, self.region_samples)
+
+
+# -- helpers -------------------------------------------------------------------------------
+def write(path: str, value: object) -> None:
+    with open(path, "w") as f:
+        f.write(f"{value}\n")
+
+
+def read(path: str) -> str:
+    with open(path) as f:
+        return f.read().strip()
+
+
+def clk_tck() -> int:
+    return os.sysconf("SC_CLK_TCK")
+
+
+def stat_cpu_s(stat_path: str) -> float:
+    from pydamon.linux.procfs import parse_stat_cpu_ticks
+
+    return parse_stat_cpu_ticks(read(stat_path)) / clk_tck()
+
+
+def sched_cpu_s(schedstat_path: str) -> float:
+    try:
+        return int(read(schedstat_path).split()[0]) / 1e9
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
+def start_workload(size_mib: int, thp: bool, workdir: str) -> tuple[subprocess.Popen, dict]:
+    ready = os.path.join(workdir, f"workload-{size_mib}-{int(thp)}.json")
+    cmd = [sys.executable, str(WORKLOAD), "--size-mib", str(size_mib),
+           "--hot-offset-mib", str(size_mib // 2), "--hot-size-mib", str(HOT_MIB),
+           "--ready", ready]
+    if thp:
+        cmd.append("--thp")
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
+    while not os.path.exists(ready):
+        if proc.poll() is not None:
+            raise RuntimeError(f"workload exited with {proc.returncode}")
+        time.sleep(0.2)
+    with open(ready) as f:
+        return proc, json.load(f)
+
+
+# -- the kernel's DAMON --------------------------------------------------------------------
+def run_kernel(pid: int, attrs: Attrs, nr_aggregations: int) -> MonitorResult:
+    kd = f"{ADMIN}/kdamonds/0"
+    write(f"{ADMIN}/kdamonds/nr_kdamonds", 1)
+    write(f"{kd}/contexts/nr_contexts", 1)
+    c = f"{kd}/contexts/0"
+    write(f"{c}/operations", "vaddr")
+    ma = f"{c}/monitoring_attrs"
+    write(f"{ma}/intervals/sample_us", attrs.sample_us)
+    write(f"{ma}/intervals/aggr_us", attrs.aggr_us)
+    write(f"{ma}/intervals/update_us", attrs.update_us)
+    write(f"{ma}/nr_regions/max", attrs.nr_regions)
+    write(f"{ma}/nr_regions/min", attrs.nr_regions)
+    write(f"{c}/targets/nr_targets", 1)
+    write(f"{c}/targets/0/pid_target", pid)
+    write(f"{TRACING}/buffer_size_kb", 32768)
+    write(f"{TRACING}/trace", "")
+    write(f"{TRACING}/events/damon/damon_aggregated/enable", 1)
+    write(f"{kd}/state", "on")
+    kpid = int(read(f"{kd}/pid"))
+    stat0 = stat_cpu_s(f"/proc/{kpid}/stat")
+    sched0 = sched_cpu_s(f"/proc/{kpid}/schedstat")
+    # the kdamond samples by wall time; wait until it has done enough aggregations
+    deadline = time.monotonic() + nr_aggregations * attrs.aggr_us / 1e6 * 20 + 60
+    while time.monotonic() < deadline:
+        time.sleep(attrs.aggr_us / 1e6)
+        if _count_aggregations(read_trace_bytes()) >= nr_aggregations:
+            break
+    stat1 = stat_cpu_s(f"/proc/{kpid}/stat")
+    sched1 = sched_cpu_s(f"/proc/{kpid}/schedstat")
+    write(f"{kd}/state", "off")
+    write(f"{TRACING}/events/damon/damon_aggregated/enable", 0)
+    snaps, nr_regions = parse_trace(read_trace_bytes())
+    write(f"{TRACING}/trace", "")
+    # CPU was read at the end of the last counted aggregation or a bit after:
+    # count the samples up to the moment of the reading
+    nr_samples = len(snaps) * attrs.samples_per_aggr
+    return MonitorResult("kernel", nr_samples, stat1 - stat0, sched1 - sched0,
+                         float(np.mean(nr_regions)) if nr_regions else 0.0, snaps)
+
+
+def read_trace_bytes() -> bytes:
+    with open(f"{TRACING}/trace", "rb") as f:
+        return f.read()
+
+
+def _count_aggregations(text: bytes) -> int:
+    return len(parse_trace(text)[0])
+
+
+def parse_trace(text: bytes) -> tuple[list[Snapshot], list[int]]:
+    snaps: list[Snapshot] = []
+    nr_regions: list[int] = []
+    cur: list[tuple[int, int, int]] = []
+    expected = 0
+    for m in TRACE_RE.finditer(text):
+        n = int(m.group(2))
+        if not cur:
+            expected = n
+        cur.append((int(m.group(3)), int(m.group(4)), int(m.group(5))))
+        if len(cur) == expected:
+            a = np.array(cur, dtype=np.int64)
+            snaps.append(Snapshot(a[:, 0], a[:, 1], a[:, 2]))
+            nr_regions.append(expected)
+            cur = []
+    return snaps, nr_regions
+
+
+# -- pydamon -------------------------------------------------------------------------------
+def run_pydamon(pid: int, attrs: Attrs, nr_aggregations: int,
+                warmup_aggregations: int = 1) -> MonitorResult:
+    """Run pydamon's vaddr; CPU and calls are counted after ``warmup_aggregations``
+    (the first samples learn what backs each 2 MiB block, one kpageflags read each)."""
+    from pydamon.core.attrs import MonitoringAttrs
+    from pydamon.core.context import Context
+    from pydamon.core.kdamond import Kdamond
+    from pydamon.core.target import Target
+    from pydamon.linux import syscount
+
+    ma = MonitoringAttrs(sample_us=attrs.sample_us, aggr_us=attrs.aggr_us,
+                         update_us=attrs.update_us, min_nr_regions=attrs.nr_regions,
+                         max_nr_regions=attrs.nr_regions)
+    ctx = Context("vaddr", ma, [Target(pid=pid)], seed=12345)
+    snaps: list[Snapshot] = []
+    nr_regions: list[int] = []
+    region_samples = [0]
+
+    def on_aggr(ev) -> None:
+        snaps.append(Snapshot(np.asarray(ev.start), np.asarray(ev.end),
+                              np.asarray(ev.nr_accesses)))
+        nr_regions.append(len(ev.start))
+
+    def after_sampling(c) -> bool:
+        region_samples[0] += sum(len(t.regions) for t in c.targets)
+        return False
+
+    tid = threading.get_native_id()
+    nr_aggr = [0]
+    marks: list[tuple[float, float, dict[str, int], int, int]] = []
+
+    def mark() -> None:
+        marks.append((stat_cpu_s(f"/proc/self/task/{tid}/stat"),
+                       sched_cpu_s(f"/proc/self/task/{tid}/schedstat"),
+                       syscount.snapshot(), region_samples[0], ctx.passed_sample_intervals))
+
+    def after_aggregation(c) -> bool:
+        nr_aggr[0] += 1
+        if nr_aggr[0] == warmup_aggregations:
+            marks.clear()
+            mark()  # measure from the end of the warm-up
+        return False
+
+    ctx.add_aggregation_listener(on_aggr)
+    ctx.callbacks.after_sampling = after_sampling
+    ctx.callbacks.after_aggregation = after_aggregation
+    kd = Kdamond(ctx)
+    syscount.reset()
+    mark()
+    kd.run(nr_samples=(nr_aggregations + warmup_aggregations) * attrs.samples_per_aggr)
+    mark()
+    (stat0, sched0, calls0, rs0, n0), (stat1, sched1, calls1, rs1, n1) = marks[0], marks[-1]
+    calls = {k: v - calls0.get(k, 0) for k, v in calls1.items()}
+    return MonitorResult("pydamon", n1 - n0, stat1 - stat0,
+                         sched1 - sched0, float(np.mean(nr_regions)) if nr_regions else 0.0,
+                         snaps, calls, rs1 - rs0)
+
+
+# -- evaluation ----------------------------------------------------------------------------
+def hot_pages(snaps: list[Snapshot], lo: int, hi: int, threshold: int, last: int) -> np.ndarray:
+    """Pages of [lo, hi) hot in most of the ``last`` aggregations (nr_accesses >= threshold)."""
+    use = snaps[-last:] if len(snaps) > last else snaps
+    votes = np.zeros((hi - lo) // PAGE, np.int32)
+    for s in use:
+        hot = s.nr_accesses >= threshold
+        for a, b in zip(s.start[hot].tolist(), s.end[hot].tolist(), strict=True):
+            a, b = max(a, lo), min(b, hi)
+            if a < b:
+                votes[(a - lo) // PAGE:(b - lo + PAGE - 1) // PAGE] += 1
+    return votes * 2 > len(use)
+
+
+@dataclass
+class Row:
+    pages: str
+    size_mib: int
+    n: int
+    kernel_hot_mib: float
+    pydamon_hot_mib: float
+    overlap_mib: float
+    kernel_false_hot_mib: float
+    pydamon_false_hot_mib: float
+    kernel_cpu_ms: float
+    pydamon_cpu_ms: float
+    kernel_cpu_ms_stat: float
+    pydamon_cpu_ms_stat: float
+    cpu_ratio: float
+    syscalls_per_region_sample: float
+    syscalls: dict
+    kernel_samples: int
+    pydamon_samples: int
+    kernel_regions: float
+    pydamon_regions: float
+    found_bar: bool
+    false_bar: bool
+
+
+def evaluate(info: dict, attrs: Attrs, k: MonitorResult, p: MonitorResult, last: int) -> Row:
+    lo, hi = info["addr"], info["addr"] + info["size"]
+    truth = np.zeros((hi - lo) // PAGE, bool)
+    truth[(info["hot_start"] - lo) // PAGE:(info["hot_end"] - lo) // PAGE] = True
+    thr = max(1, attrs.samples_per_aggr // 4)
+    kh = hot_pages(k.snapshots, lo, hi, thr, last)
+    ph = hot_pages(p.snapshots, lo, hi, thr, last)
+    mib = PAGE / (1 << 20)
+    k_hot, p_hot = kh.sum() * mib, ph.sum() * mib
+    overlap = (kh & ph).sum() * mib
+    k_false, p_false = (kh & ~truth).sum() * mib, (ph & ~truth).sum() * mib
+    size_mib = info["size"] >> 20
+    k_stat = k.cpu_s_stat / max(1, k.nr_samples) * 1000
+    p_stat = p.cpu_s_stat / max(1, p.nr_samples) * 1000
+    k_hot, p_hot, overlap = float(k_hot), float(p_hot), float(overlap)
+    k_false, p_false = float(k_false), float(p_false)
+    return Row(
+        "THP" if info["thp"] else "4KiB", size_mib, attrs.nr_regions,
+        k_hot, p_hot, overlap, k_false, p_false,
+        k.cpu_per_sample_ms, p.cpu_per_sample_ms, k_stat, p_stat,
+        p.cpu_per_sample_ms / k.cpu_per_sample_ms if k.cpu_per_sample_ms else float("inf"),
+        p.syscalls_per_region_sample, p.syscalls, k.nr_samples, p.nr_samples,
+        k.mean_nr_regions, p.mean_nr_regions,
+        found_bar=bool(k_hot == 0 or overlap >= 0.9 * k_hot),
+        false_bar=bool(p_false <= k_false + 0.05 * size_mib),
+    )
+
+
+def print_rows(rows: list[Row]) -> None:
+    hdr = (f"{'pages':5} {'MiB':>5} {'N':>5} | {'k hot':>7} {'py hot':>7} {'overlap':>7} "
+           f"{'k false':>7} {'py false':>8} | {'k ms/s':>7} {'py ms/s':>8} {'ratio':>6} | "
+           f"{'sc/rs':>5} | {'k regs':>6} {'py regs':>7} {'k smp':>5} {'py smp':>6}")
+    print(hdr)
+    print("-" * len(hdr))
+    for r in rows:
+        print(f"{r.pages:5} {r.size_mib:5d} {r.n:5d} | {r.kernel_hot_mib:7.1f} "
+              f"{r.pydamon_hot_mib:7.1f} {r.overlap_mib:7.1f} {r.kernel_false_hot_mib:7.1f} "
+              f"{r.pydamon_false_hot_mib:8.1f} | {r.kernel_cpu_ms:7.2f} {r.pydamon_cpu_ms:8.2f} "
+              f"{r.cpu_ratio:6.1f} | {r.syscalls_per_region_sample:5.2f} | "
+              f"{r.kernel_regions:6.0f} {r.pydamon_regions:7.0f} {r.kernel_samples:5d} "
+              f"{r.pydamon_samples:6d}")
+    print("hot/false in MiB within the buffer; ms/s = monitor CPU ms per sample "
+          "(schedstat ns; stat ticks in the JSON); sc/rs = pydamon syscalls per region-sample")
+
+
+def check_bars(rows: list[Row]) -> list[str]:
+    fails = []
+    for r in rows:
+        tag = f"{r.pages} {r.size_mib} MiB N={r.n}"
+        if not r.found_bar:
+            fails.append(f"{tag}: overlap {r.overlap_mib:.1f} < 90% of kernel hot {r.kernel_hot_mib:.1f}")
+        if not r.false_bar:
+            fails.append(f"{tag}: pydamon false hot {r.pydamon_false_hot_mib:.1f} MiB too high")
+        if r.cpu_ratio > 35:
+            fails.append(f"{tag}: CPU ratio {r.cpu_ratio:.1f} > 35")
+    for pages, bar in (("4KiB", 2.5), ("THP", 3.0)):
+        sel = [r.syscalls_per_region_sample for r in rows if r.pages == pages]
+        if sel and float(np.mean(sel)) > bar:
+            fails.append(f"{pages}: syscalls per region-sample {np.mean(sel):.2f} > {bar}")
+    by = {(r.pages, r.n, r.size_mib): r for r in rows}
+    sizes = sorted({r.size_mib for r in rows})
+    if len(sizes) >= 2:
+        small, big = sizes[0], sizes[-1]
+        for (pages, n, size), r in by.items():
+            if size != big or (pages, n, small) not in by:
+                continue
+            base = by[(pages, n, small)].pydamon_cpu_ms
+            if r.pydamon_cpu_ms > 1.2 * base:
+                fails.append(f"{pages} N={n}: CPU per sample {r.pydamon_cpu_ms:.2f} ms at "
+                             f"{big} MiB > 1.2x {base:.2f} ms at {small} MiB")
+    return fails
+
+
+# -- drivers -------------------------------------------------------------------------------
+def in_guest(args: argparse.Namespace) -> int:
+    sys.path.insert(0, str(REPO / "src"))
+    sizes = [int(s) for s in args.sizes_mib.split(",")]
+    ns = [int(n) for n in args.nr_regions.split(",")]
+    kinds = [k == "thp" for k in args.pages.split(",")]
+    rows: list[Row] = []
+    workdir = tempfile.mkdtemp(prefix="pydamon-bench-")
+    for thp in kinds:
+        for size in sizes:
+            t0 = time.monotonic()
+            proc, info = start_workload(size, thp, workdir)
+            print(f"# workload {size} MiB {'THP' if thp else '4KiB'} pid {info['pid']} "
+                  f"populated in {time.monotonic() - t0:.0f} s", flush=True)
+            try:
+                for n in ns:
+                    attrs = Attrs(args.sample_us, args.sample_us * args.samples_per_aggr,
+                                  args.update_us, n)
+                    k = run_kernel(info["pid"], attrs, args.aggregations)
+                    p = run_pydamon(info["pid"], attrs, args.aggregations, args.warmup)
+                    row = evaluate(info, attrs, k, p, args.last)
+                    rows.append(row)
+                    print_rows([row])
+                    sys.stdout.flush()
+            finally:
+                proc.kill()
+                proc.wait()
+    print()
+    print_rows(rows)
+    fails = check_bars(rows)
+    for f in fails:
+        print("BAR MISSED:", f)
+    if not fails:
+        print("all bars met")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump([asdict(r) for r in rows], f, indent=1, default=float)
+    shutil.rmtree(workdir, ignore_errors=True)
+    return 0
+
+
+def on_host(args: argparse.Namespace, argv: list[str]) -> int:
+    if not GUEST.exists() or shutil.which("qemu-system-x86_64") is None:
+        print(f"needs the guest ({GUEST}) and qemu", file=sys.stderr)
+        return 2
+    cmd = ["bash", str(GUEST), "--mem", args.mem, "--timeout", str(args.timeout),
+           "-e", f"{IN_GUEST_ENV}=1"]
+    if args.no_pti:
+        cmd.append("--no-pti")
+    if args.json:
+        out_dir = os.path.dirname(os.path.abspath(args.json))
+        cmd += ["--rw", out_dir]
+    cmd += ["--", sys.executable, os.path.abspath(__file__), *argv]
+    return subprocess.call(cmd, cwd=REPO)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--sizes-mib", default="1024,4096")
+    ap.add_argument("--nr-regions", default="100,1000")
+    ap.add_argument("--pages", default="4k,thp")
+    ap.add_argument("--sample-us", type=int, default=50_000,
+                    help="sampling interval (TCG runs code 10-20x slower than hardware)")
+    ap.add_argument("--samples-per-aggr", type=int, default=10)
+    ap.add_argument("--update-us", type=int, default=5_000_000)
+    ap.add_argument("--aggregations", type=int, default=6)
+    ap.add_argument("--warmup", type=int, default=1,
+                    help="pydamon aggregations run before CPU and calls are counted")
+    ap.add_argument("--no-pti", action="store_true",
+                    help="boot the guest without pti (cheaper syscalls; under-reports accesses)")
+    ap.add_argument("--last", type=int, default=4, help="aggregations evaluated (the last ones)")
+    ap.add_argument("--mem", default="6G", help="guest memory")
+    ap.add_argument("--timeout", type=int, default=3000)
+    ap.add_argument("--quick", action="store_true", help="1 GiB only, 4 aggregations")
+    ap.add_argument("--json", default="")
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.sizes_mib = "1024"
+        args.aggregations = 4
+        args.mem = "3G"
+    if os.environ.get(IN_GUEST_ENV):
+        return in_guest(args)
+    return on_host(args, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

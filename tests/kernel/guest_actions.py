@@ -1,0 +1,123 @@
+"""DAMOS actions of vaddr on a real process (run inside the guest with swap on).
+
+``test_in_guest.py`` turns on zram swap inside the guest before running
+these; without swap they are skipped.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from kernel_helpers import start_workload
+
+from pydamon.core.attrs import MonitoringAttrs
+from pydamon.core.context import Context
+from pydamon.core.damos import AccessPattern, Action, Quota, Scheme
+from pydamon.core.kdamond import Kdamond
+from pydamon.core.target import Target
+from pydamon.linux import pagemap
+
+MIB = 1 << 20
+ATTRS = MonitoringAttrs(sample_us=50_000, aggr_us=500_000, update_us=5_000_000,
+                        min_nr_regions=10, max_nr_regions=100)
+
+
+def swap_total_kib() -> int:
+    with open("/proc/swaps") as f:
+        lines = f.read().splitlines()[1:]
+    return sum(int(line.split()[2]) for line in lines)
+
+
+@pytest.fixture(scope="module")
+def swap_workload(real_kernel):
+    if swap_total_kib() < 256 * 1024:
+        pytest.skip("needs swap (test_in_guest.py turns zram swap on inside the guest)")
+    w = start_workload(256, 192, 32, thp=False)
+    yield w
+    w.stop()
+
+
+def cold_pageout(quota: Quota | None = None) -> Scheme:
+    return Scheme(
+        pattern=AccessPattern(max_nr_accesses=0, min_age_region=2),
+        action=Action.PAGEOUT, quota=quota or Quota())
+
+
+def resident_fraction(w, start: int, end: int) -> float:
+    with open(f"/proc/{w.pid}/pagemap", "rb", buffering=0) as f:
+        frames = pagemap.PagemapReader(f.fileno()).frames(list(range(start, end, 4096)))
+    return sum(p >= 0 for p in frames) / len(frames)
+
+
+def test_quota_caps_bytes_paged_out_per_reset_interval(swap_workload):
+    w = swap_workload
+    quota = Quota(sz=8 * MIB, reset_interval_ms=1000)
+    scheme = cold_pageout(quota)
+    ctx = Context("vaddr", ATTRS, [Target(pid=w.pid)], [scheme], seed=1)
+    swap0 = w.status().get("VmSwap", 0)
+    applied: list[tuple[float, int]] = []
+    ctx.callbacks.after_aggregation = lambda c: applied.append(
+        (time.monotonic(), scheme.stats.sz_applied)) and None
+    t0 = time.monotonic()
+    Kdamond(ctx).run(duration_us=8_000_000)
+    elapsed = time.monotonic() - t0
+    windows = int(elapsed // 1.0) + 1
+    total = scheme.stats.sz_applied
+    assert total > 0, "nothing paged out"
+    assert total <= windows * quota.sz, (total, windows)
+    swapped = (w.status().get("VmSwap", 0) - swap0) * 1024
+    assert swapped <= windows * quota.sz + MIB
+    # within any one window no more than the quota was applied
+    for (ta, a), (tb, b) in zip(applied, applied[1:], strict=False):
+        if tb - ta < 1.0:
+            assert b - a <= quota.sz
+
+
+def test_pageout_moves_cold_memory_to_swap_and_keeps_hot_resident(swap_workload):
+    w = swap_workload
+    before = w.status()
+    scheme = cold_pageout()
+    ctx = Context("vaddr", ATTRS, [Target(pid=w.pid)], [scheme], seed=2)
+    kd = Kdamond(ctx)
+    deadline = time.monotonic() + 120
+    kd.start()
+    try:
+        while time.monotonic() < deadline:
+            time.sleep(1)
+            if w.status().get("VmSwap", 0) - before.get("VmSwap", 0) >= 128 * 1024:
+                break
+    finally:
+        kd.stop()
+    after = w.status()
+    swapped_kib = after["VmSwap"] - before.get("VmSwap", 0)
+    assert swapped_kib >= 128 * 1024, (before, after)
+    assert after["VmRSS"] <= before["VmRSS"] - 100 * 1024
+    assert scheme.stats.sz_applied >= 128 * MIB
+    assert resident_fraction(w, w.hot_start, w.hot_end) >= 0.9
+
+
+def test_hugepage_collapses_through_madv_collapse(real_kernel):
+    w = start_workload(16, 0, 16, thp=False)
+    try:
+        ops_ctx = Context("vaddr", ATTRS, [Target(pid=w.pid)],
+                          [Scheme(action=Action.HUGEPAGE)])
+        t = ops_ctx.targets[0]
+        ops_ctx.ops.attach(t)
+        try:
+            applied, _ = ops_ctx.ops.apply_scheme(ops_ctx, t, w.addr, w.addr + 4 * MIB,
+                                                  ops_ctx.schemes[0])
+        finally:
+            ops_ctx.ops.detach(t)
+            ops_ctx.ops.cleanup(ops_ctx)
+        # the buffer was MADV_NOHUGEPAGE: collapse is refused, and nothing
+        # may count as applied; else both 2 MiB blocks are now huge pages
+        if applied:
+            assert applied == 4 * MIB
+            with open(f"/proc/{w.pid}/smaps_rollup") as f:
+                anon_huge = [int(x.split()[1]) for x in f if x.startswith("AnonHugePages")][0]
+            assert anon_huge >= 4096
+        else:
+            assert applied == 0
+    finally:
+        w.stop()
