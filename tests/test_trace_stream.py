@@ -249,6 +249,7 @@ def test_recorder_following_a_hub_records_a_threaded_run(tmp_path):
     assert hub.nr_readers == 0
 
 
+@pytest.mark.slow
 def test_recorder_memory_stays_flat_over_a_long_run(tmp_path):
     """Half a run and the whole run leave the same memory: lines go to disk as they come."""
     ctx = sim_context(MonitoringAttrs(5_000, 100_000, 1_000_000, 300, 1000))
