@@ -59,8 +59,11 @@ fstype=$(findmnt -n -o FSTYPE --target $admin | tail -n 1)
 if [ "$fstype" != fuse.pydamon ]; then
     echo "not our mount: $fstype" > "$out/guard"; kill $daemon; exit 3
 fi
-sleep 1000 &
+# the workload: a process whose largest mapping is 256 MiB of anonymous memory;
+# simulated, the middle eighth of it (32 MiB) is hot
+"$PY" -c 'import mmap, time; m = mmap.mmap(-1, 256 << 20); time.sleep(1000)' &
 workload=$!
+sleep 0.5
 echo $workload > "$out/workload.pid"
 cat /proc/$workload/maps > "$out/workload.maps"
 run() {
@@ -72,7 +75,7 @@ run start start $workload
 sleep 1
 run tune tune $workload --aggr 200ms
 run report_damon report damon
-sleep 1
+sleep 2
 TIMEFORMAT='%R %U %S'
 { time run report_access report access --raw_number ; } 2> "$out/report_access.time"
 run stop stop
