@@ -18,7 +18,8 @@ context (operations set from ``ops_factory``: ``vaddr`` for pid targets,
 one exclusive group (:func:`~pydamon.core.kdamond.start_kdamonds`), so that
 debugfs and the sysfs kdamonds exclude each other with EBUSY, as
 damon_start(..., exclusive=true) does. Scheme objects are shared with the
-running context, so reading ``schemes`` shows the live stats.
+running context, so reading ``schemes`` shows the live stats;
+``kdamond_pid`` shows the kdamond thread's id (what ``ps -L`` lists).
 
 ``tests/test_debugfs_kernel.py`` plays one 91-step scenario on the guest
 kernel's (6.12) debugfs and on this model: every step gives the same text
@@ -42,9 +43,11 @@ Reproduced
     are removed (dbgfs_before_terminate()); a ``paddr`` target stays.
   * ``monitor_on`` reads ``on`` whenever any kdamond runs, sysfs ones too.
   * A continued write (a second write() on one open file, offset > 0) is
-    EINVAL; ``mk_contexts``/``rm_contexts`` while anything runs are EBUSY;
-    removing a name that is not there is ENOENT, one that is a file
-    (``attrs``) is EINVAL (the kernel's fix for the syzbot report).
+    EINVAL. bash's ``echo`` writes line by line, so a multi-line ``echo``
+    keeps its first line and fails, as on the kernel; one write() of any
+    size is taken whole. ``mk_contexts``/``rm_contexts`` while anything runs
+    are EBUSY; removing a name that is not there is ENOENT, one that is not
+    a context (``attrs``) is EINVAL (the kernel's fix for a syzbot report).
   * ``on`` with a context that has no target is EINVAL.
 
 Deliberately fixed
@@ -62,9 +65,9 @@ Deliberately fixed
     silently); watermark metrics other than 0 and 1 are EINVAL (the kernel
     takes them and the scheme then never activates); addresses in
     ``init_regions`` must be below 2**63, the engine's address limit.
-  * Only ``monitor_on`` is provided under its guide name, plus the 6.9+
-    name ``monitor_on_DEPRECATED`` as an alias; the ``DEPRECATED`` notice
-    file is not.
+  * ``monitor_on`` (the guide's name) and ``monitor_on_DEPRECATED`` (the
+    6.9+ name) are one file under two names; the ``DEPRECATED`` notice file
+    is not provided.
 """
 
 from __future__ import annotations
