@@ -234,6 +234,15 @@ def test_target_ids_unknown_pid_is_einval_and_changes_nothing(tree, world):
     assert err(lambda: tree.write("damon/target_ids", "42")) == errno.EINVAL
 
 
+def test_pids_below_one_are_einval_even_where_any_pid_would_be_made(world):
+    # the daemon's --simulate operations make a process for any pid they are given
+    tree = build_debugfs_tree(lambda name: sim.SimOps(world, mode=name, create_missing=True))
+    tree.write("damon/target_ids", "777")
+    assert tree.read("damon/target_ids") == "777\n"
+    for bad in ("0", "-1", "-42"):
+        assert err(lambda bad=bad: tree.write("damon/target_ids", bad)) == errno.EINVAL
+
+
 def test_keywords_match_whole_words(tree):
     tree.write("damon/target_ids", "42\n")
     for not_paddr in ("p", "pad", "paddrx", "", " "):

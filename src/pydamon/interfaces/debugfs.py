@@ -380,6 +380,8 @@ class DebugfsModel:
 
     def _check_pid(self, pid: int) -> None:
         """EINVAL unless ``pid`` names a live process of the vaddr operations set."""
+        if pid <= 0:  # no process has such a pid (find_get_pid() finds none)
+            raise einval(f"no process of pid {pid}")
         ops = self._ops_factory("vaddr")
         probe = Target(pid=pid)
         try:
