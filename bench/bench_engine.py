@@ -6,8 +6,9 @@ sampling addresses, nr_accesses/bp updates, merge/split/age every
 aggregation, scheme application, and event publication. The issue's bar:
 at most 100 us per sample at 1000 regions (2% of a CPU at a 5 ms interval).
 
-Also prints how long one hour of virtual-time monitoring (5 ms / 100 ms,
-1000 regions, one stat scheme) takes, bar: under a minute.
+Also prints how long one hour of virtual-time monitoring of the simulated
+hot/cold workload (5 ms / 100 ms, 1000 regions, one stat scheme) takes,
+bar: under a minute.
 
 Run: python bench/bench_engine.py
 """
@@ -15,6 +16,8 @@ Run: python bench/bench_engine.py
 from __future__ import annotations
 
 import time
+
+import numpy as np
 
 import pydamon as damon
 from pydamon.ops.base import Operations
@@ -74,16 +77,26 @@ def _even(size: int, n: int):
     return split_evenly(0, size, n)
 
 
-def hour_of_virtual_time() -> float:
-    ops = TimedArrayOps(64 * GIB)
+def hour_of_virtual_time() -> tuple[float, int]:
+    """One virtual hour of the simulated hot/cold workload at 1000 regions.
+
+    min = max = 1000 regions holds the count at 1000 (the size limit keeps
+    merges from shrinking it); the simulated operations set's own cost is
+    included here: this is what a researcher waits for.
+    """
+    from pydamon.ops.sim import SimOps, builtin_workload
+
+    ops = SimOps()
+    pid = ops.world.spawn(builtin_workload("hotcold"))
     attrs = damon.MonitoringAttrs(min_nr_regions=1000, max_nr_regions=1000)
-    ranges = _even(64 * GIB, 1000)
-    ctx = damon.Context(ops, attrs, [damon.Target(init_regions=ranges)],
+    ctx = damon.Context(ops, attrs, [damon.Target(pid=pid)],
                         [damon.Scheme(action=damon.Action.STAT)],
                         clock=damon.VirtualClock(), seed=1)
+    counts = []
+    ctx.add_aggregation_listener(lambda ev: counts.append(ev.nr_regions))
     t0 = time.perf_counter()
     damon.Kdamond(ctx).run(duration_us=3600 * 1_000_000)
-    return time.perf_counter() - t0
+    return time.perf_counter() - t0, int(np.median(counts))
 
 
 def main() -> None:
@@ -97,9 +110,10 @@ def main() -> None:
     print(f"ratio 1000/10 regions: {results[1000] / results[10]:.2f}x")
     bar = "PASS" if results[1000] <= 100 else "FAIL"
     print(f"bar: <= 100 us/sample at 1000 regions: {bar}")
-    secs = hour_of_virtual_time()
+    secs, regions = hour_of_virtual_time()
     bar = "PASS" if secs < 60 else "FAIL"
-    print(f"one hour of virtual monitoring (1000 regions): {secs:.1f} s wall, bar < 60 s: {bar}")
+    print(f"one virtual hour of sim 'hotcold' (5 ms / 100 ms, median {regions} regions): "
+          f"{secs:.1f} s wall, bar < 60 s: {bar}")
 
 
 if __name__ == "__main__":

@@ -13,10 +13,10 @@ The Python API is the counterpart of the kernel's DAMON API::
     kd.run(duration_us=10_000_000)
 """
 
+from . import ops as _ops  # noqa: F401  registers the built-in operations sets
 from .core import *  # noqa: F401,F403
 from .core import __all__ as _core_all
 from .errors import DamonError
-from .ops import Operations, available_ops, make_ops, register_ops
 
-__all__ = [*_core_all, "DamonError", "Operations", "available_ops", "make_ops", "register_ops"]
+__all__ = [*_core_all, "DamonError"]
 __version__ = "0.1.0"

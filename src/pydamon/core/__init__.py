@@ -1,7 +1,8 @@
 """The DAMON engine: regions, contexts, the kdamond loop and DAMOS.
 
 Knows nothing of files, FUSE or Linux; address spaces come in through an
-operations set (:mod:`pydamon.ops`).
+operations set: the interface is :mod:`pydamon.core.operations`, the
+implementations live in :mod:`pydamon.ops`.
 """
 
 from .attrs import MIN_REGION, IntervalsGoal, MonitoringAttrs
@@ -23,7 +24,8 @@ from .damos import (
     Watermarks,
 )
 from .events import AggregatedEvent
-from .kdamond import Kdamond, nr_running_kdamonds
+from .kdamond import Kdamond, nr_running_kdamonds, start_kdamonds
+from .operations import Operations, available_ops, make_ops, register_ops, unregister_ops
 from .regions import AddrRange, Region, RegionArray
 from .target import Target
 
@@ -32,5 +34,6 @@ __all__ = [
     "Callbacks", "Context", "DBGFS_ACTIONS", "AccessPattern", "Action", "DamosFilter",
     "FilterType", "Quota", "QuotaGoal", "QuotaGoalMetric", "Scheme", "SchemeStats",
     "TriedRegion", "WatermarkMetric", "Watermarks", "AggregatedEvent", "Kdamond",
-    "nr_running_kdamonds", "AddrRange", "Region", "RegionArray", "Target",
+    "nr_running_kdamonds", "start_kdamonds", "Operations", "available_ops", "make_ops",
+    "register_ops", "unregister_ops", "AddrRange", "Region", "RegionArray", "Target",
 ]

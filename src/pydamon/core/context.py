@@ -18,6 +18,7 @@ from .attrs import MonitoringAttrs
 from .clock import Clock, RealClock
 from .damos import Scheme
 from .events import AggregatedEvent
+from .operations import Operations, make_ops
 from .target import Target
 
 # Callbacks return True to stop the kdamond, like the kernel's damon_callback.
@@ -53,8 +54,6 @@ class Context:
         rng: np.random.Generator | None = None,
         seed: int | None = None,
     ):
-        from ..ops import Operations, make_ops
-
         self.ops: Operations = make_ops(ops) if isinstance(ops, str) else ops  # type: ignore[assignment]
         self.attrs = attrs if attrs is not None else MonitoringAttrs()
         self.targets: list[Target] = list(targets)

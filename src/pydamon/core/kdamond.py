@@ -26,8 +26,9 @@ from ..errors import DamonError, ebusy, einval, eperm
 from .adapt import merge_regions_of, split_regions_of
 from .attrs import MIN_REGION
 from .context import Context
-from .damos import TriedRegion
+from .damos import TriedRegion, WatermarkMetric
 from .events import AggregatedEvent
+from .operations import Operations
 from .quota import feed_loop_next_input, wmark_wait_us
 from .regions import RegionArray, init_regions_evenly, set_regions, three_regions
 from .schemes_apply import WalkControl, apply_schemes
@@ -125,17 +126,27 @@ class Kdamond:
         end_ns = None if duration_us is None else self.ctx.clock.now_ns() + duration_us * 1000
         try:
             self._init_loop()
+            ctx = self.ctx
+            sample_ns = max(ctx.attrs.sample_us, 1) * 1000
             n = 0
             while True:
                 if nr_samples is not None and n >= nr_samples:
                     break
-                if end_ns is not None and self.ctx.clock.now_ns() >= end_ns:
+                now = ctx.clock.now_ns()
+                if end_ns is not None and now >= end_ns:
                     break
-                if until is not None and until(self.ctx):
+                if until is not None and until(ctx):
                     break
-                if not self.step():
+                # how many samples may pass before a stop condition is looked at again
+                budget = 1 if until is not None else 1 << 30
+                if nr_samples is not None:
+                    budget = min(budget, nr_samples - n)
+                if end_ns is not None:
+                    budget = min(budget, max(1, -(-(end_ns - now) // sample_ns)))
+                before = ctx.passed_sample_intervals
+                if not self.step(max_batch=budget):
                     break
-                n += 1
+                n += max(1, ctx.passed_sample_intervals - before)
         finally:
             self._terminate()
 
@@ -288,8 +299,15 @@ class Kdamond:
             total //= ctx.attrs.min_nr_regions
         return max(total, MIN_REGION)
 
-    def step(self) -> bool:
-        """One sampling interval. Returns False when the kdamond must stop."""
+    def step(self, max_batch: int = 1) -> bool:
+        """One sampling interval (or a batch, see below). False when the kdamond must stop.
+
+        With a virtual clock and an operations set that checks many samples
+        at once (:meth:`Operations.check_accesses_batch`), the samples up to
+        the next one where anything but counting happens (aggregation, a
+        scheme's apply interval, the ops update) are taken in one batch of at
+        most ``max_batch``: the counters end exactly as if taken one by one.
+        """
         ctx = self.ctx
         active = self._wait_activation()  # also where a stop request is seen
         if not active:
@@ -297,15 +315,18 @@ class Kdamond:
         next_aggr = ctx.next_aggregation_sis
         next_update = ctx.next_ops_update_sis
         ops = ctx.ops
-        rng = ctx.rng
-        for t in ctx.targets:
-            r = t.regions
-            if len(r):
-                t.sampling_addrs = sampling_addresses(r, rng)
-                ops.prepare_access_checks(t, t.sampling_addrs)
-        ctx.clock.sleep_us(ctx.attrs.sample_us, self._stop)
-        ctx.passed_sample_intervals += 1
-        max_nr = self._check_accesses()
+        k = self._batch_len(max_batch)
+        if k > 1:
+            max_nr = self._sample_batch(k)
+        else:
+            for t in ctx.targets:
+                r = t.regions
+                if len(r):
+                    t.sampling_addrs = sampling_addresses(r, ctx.rng)
+                    ops.prepare_access_checks(t, t.sampling_addrs)
+            ctx.clock.sleep_us(ctx.attrs.sample_us, self._stop)
+            ctx.passed_sample_intervals += 1
+            max_nr = self._check_accesses()
         if ctx.callbacks.after_sampling and ctx.callbacks.after_sampling(ctx):
             return False
         aggregation = ctx.passed_sample_intervals >= next_aggr
@@ -341,6 +362,51 @@ class Kdamond:
             ops.update(ctx)
             ctx.sz_limit = self._region_sz_limit()
         return True
+
+    def _batch_len(self, max_batch: int) -> int:
+        """Samples that may be taken at once: only counting happens until the last one."""
+        if max_batch <= 1:
+            return 1
+        ctx = self.ctx
+        if not ctx.clock.is_virtual or ctx.callbacks.after_sampling is not None:
+            return 1
+        if type(ctx.ops).check_accesses_batch is Operations.check_accesses_batch:
+            return 1
+        if any(s.wmarks.metric is not WatermarkMetric.NONE for s in ctx.schemes):
+            return 1  # watermarks are checked before every sample
+        with self._lock:
+            if self._calls or self._walk is not None:
+                return 1
+        events = [ctx.next_aggregation_sis, ctx.next_ops_update_sis]
+        events.extend(s.next_apply_sis for s in ctx.schemes)
+        return max(1, min(max_batch, min(events) - ctx.passed_sample_intervals))
+
+    def _sample_batch(self, k: int) -> int:
+        """``k`` samples at once; returns the largest nr_accesses, as after the last."""
+        ctx = self.ctx
+        sample_ns = ctx.attrs.sample_us * 1000
+        t0 = ctx.clock.now_ns() + np.arange(k, dtype=np.int64) * sample_ns
+        len_window = max(ctx.attrs.max_nr_accesses if ctx.attrs.sample_us else 1, 1)
+        max_nr = 0
+        for t in ctx.targets:
+            r = t.regions
+            if not len(r):
+                continue
+            npages = (r.end - r.start) >> 12
+            addrs = r.start + ((ctx.rng.random((k, len(r))) * npages).astype(np.int64) << 12)
+            if ctx.ops.target_valid(t):
+                hits = np.asarray(ctx.ops.check_accesses_batch(t, addrs, t0, t0 + sample_ns),
+                                  dtype=bool).sum(axis=0, dtype=np.int64)
+            else:
+                hits = np.zeros(len(r), dtype=np.int64)
+            t.sampling_addrs = addrs[-1]
+            # k steps of the pseudo moving sum, each dropping the same average
+            r.nr_accesses += hits
+            r.nr_accesses_bp += hits * 10000 - k * ((r.last_nr_accesses * 10000) // len_window)
+            max_nr = max(max_nr, int(r.nr_accesses.max()))
+        ctx.clock.sleep_us(k * ctx.attrs.sample_us, self._stop)
+        ctx.passed_sample_intervals += k
+        return max_nr
 
     def _check_accesses(self) -> int:
         ctx = self.ctx
