@@ -20,7 +20,7 @@ from pydamon.core import (
 )
 from pydamon.errors import DamonError
 from pydamon.ops import available_ops, make_ops
-from pydamon.ops.sim import SimOps, SimWorld
+from pydamon.ops.sim import SimOps, SimWorld, Workload
 
 MiB = 1 << 20
 
@@ -197,3 +197,48 @@ def test_free_mem_rate_is_worlds():
     anon = target.handle.workload.mapping("anon")
     ops.apply_scheme(ctx, target, anon.start, anon.end, Scheme(action=Action.PAGEOUT))
     assert ops.free_mem_rate() == world.free_mem_rate() > 0
+
+
+def test_check_accesses_batch_matches_truth():
+    wl = Workload.from_dict({
+        "layout": [{"name": "a", "start": "0x100000", "size": "64MiB"},
+                   {"name": "b", "start": "0x40000000", "size": "64MiB"}],
+        "patterns": [{"type": "range", "mapping": "a", "size": "1MiB", "rate": "every_sample"},
+                     {"type": "range", "mapping": "b", "rate": 100}],
+    })
+    world = SimWorld(seed=0)
+    pid = world.spawn(wl)
+    ops = SimOps(world)
+    target = Target(pid=pid)
+    ops.attach(target)
+    proc = target.handle
+    proc.page_out(0x100000, 0x100000 + 2 * MiB)
+    k = 2000
+    row = np.array([0x100000 + 4096, 0x100000 + 2 * MiB, 0x40000000 + 12345], dtype=np.int64)
+    addrs = np.tile(row, (k, 1))
+    t0 = np.arange(k, dtype=np.int64) * 5_000_000
+    hits = ops.check_accesses_batch(target, addrs, t0, t0 + 5_000_000)
+    assert hits.shape == (k, 3) and hits.dtype == bool
+    assert hits[:, 0].all() and not hits[:, 1].any()
+    assert hits[:, 2].mean() == pytest.approx(1 - np.exp(-0.5), abs=0.04)
+    # the batch ran the workload: the hot MiB was faulted back in, the cold one not
+    assert proc.paged_out_ranges() == [(0x100000 + MiB, 0x100000 + 2 * MiB)]
+    assert proc.nr_addrs_checked == 3 * k
+
+
+def test_check_accesses_batch_follows_a_moving_spot():
+    world = SimWorld(seed=0)
+    pid = world.spawn("moving")
+    ops = SimOps(world)
+    target = Target(pid=pid)
+    ops.attach(target)
+    proc = target.handle
+    anon = proc.workload.mapping("anon")
+    k = 40
+    t0 = np.arange(k, dtype=np.int64) * 100_000_000  # 0.1 s apart: the spot moves 3.2 MiB
+    # per sample, one address just ahead of the spot's start and one just inside it
+    starts = np.array([proc.hot_ranges(int(t))[0][0] for t in (t0 + 5_000_000).tolist()])
+    addrs = np.stack([starts - 4096, starts], axis=1).astype(np.int64)
+    assert (starts >= anon.start).all()
+    hits = ops.check_accesses_batch(target, addrs, t0, t0 + 5_000_000)
+    assert not hits[:, 0].any() and hits[:, 1].all()

@@ -131,6 +131,13 @@ class SimOps(Operations):
         proc.advance(t1)
         return accessed
 
+    def check_accesses_batch(self, target: Target, addrs: np.ndarray, t0_ns: np.ndarray,
+                             t1_ns: np.ndarray) -> np.ndarray:
+        """Samples ``addrs[i]`` (one row per sample) prepared at ``t0_ns[i]``, checked at
+        ``t1_ns[i]``, in one call: a virtual-time engine may take all the samples
+        between two kdamond events at once."""
+        return self._proc(target).sample_accesses_batch(addrs, t0_ns, t1_ns)
+
     # -- DAMOS ------------------------------------------------------------------------------
     def apply_scheme(self, ctx: Context, target: Target, start: int, end: int,
                      scheme: Scheme) -> tuple[int, int]:

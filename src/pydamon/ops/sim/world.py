@@ -49,6 +49,14 @@ def access_probability(rates: np.ndarray, dt_ns: int) -> np.ndarray:
     return np.where(always, 1.0, -np.expm1(-finite * (dt_ns / 1e9)))
 
 
+def _segment_probability(rmap: RateMap, addrs: np.ndarray, dt_ns: int) -> np.ndarray:
+    """Access probability at each address: computed once per rate segment, then looked up."""
+    if len(rmap.bounds) < 2:
+        return np.zeros(addrs.shape, np.float64)
+    per_segment = np.concatenate(([0.0], access_probability(rmap.rates, dt_ns), [0.0]))
+    return per_segment[np.searchsorted(rmap.bounds, addrs, side="right")]
+
+
 class SimProcess:
     """A simulated address space running a :class:`Workload`.
 
@@ -131,6 +139,8 @@ class SimProcess:
 
     def _sample_accesses(self, addrs: np.ndarray, t0_ns: int, t1_ns: int) -> np.ndarray:
         addrs = np.asarray(addrs, dtype=np.int64)
+        if self.last_run_ns is None:
+            self.last_run_ns = t0_ns  # the workload runs from the first preparation on
         rmap = self.rate_map(t1_ns)
         self.nr_addrs_checked += len(addrs)
         self.max_rate_segments = max(self.max_rate_segments, rmap.nr_segments)
@@ -139,6 +149,46 @@ class SimProcess:
         if accessed.any():
             self._touch_pages(addrs[accessed])
         return accessed
+
+    def sample_accesses_batch(self, addrs: np.ndarray, t0_ns: np.ndarray,
+                              t1_ns: np.ndarray) -> np.ndarray:
+        """Many samples at once: row i of ``addrs`` prepared at ``t0_ns[i]``, checked at
+        ``t1_ns[i]``. Faults are run up to the last check. Returns a (k, n) bool array."""
+        addrs = np.asarray(addrs, dtype=np.int64)
+        t0 = np.asarray(t0_ns, dtype=np.int64)
+        t1 = np.asarray(t1_ns, dtype=np.int64)
+        with self._lock:
+            k = addrs.shape[0]
+            if k == 0:
+                return np.zeros(addrs.shape, dtype=bool)
+            if self.last_run_ns is None:
+                self.last_run_ns = int(t0[0])
+            wl = self.workload
+            phases = {wl.phase_index(int(t)) for t in t1.tolist()}
+            if len(phases) > 1 or wl.phases[phases.pop()].moves:
+                # rates change inside the batch: one sample after the other
+                out = np.zeros(addrs.shape, dtype=bool)
+                for i in range(k):
+                    out[i] = self._sample_accesses(addrs[i], int(t0[i]), int(t1[i]))
+                    self._advance(int(t1[i]))
+                return out
+            rmap = self.rate_map(int(t1[0]))
+            self.nr_addrs_checked += addrs.size
+            self.max_rate_segments = max(self.max_rate_segments, rmap.nr_segments)
+            dts = np.maximum(t1 - t0, 0)
+            if np.all(dts == dts[0]):
+                # one probability per rate segment, looked up per address
+                prob = _segment_probability(rmap, addrs, int(dts[0]))
+            else:
+                rates = rmap.rate_at(addrs.ravel()).reshape(addrs.shape)
+                always = np.isinf(rates)
+                dt_s = dts[:, None] / 1e9
+                prob = np.where(always, 1.0, -np.expm1(-np.where(always, 0.0, rates) * dt_s))
+            accessed = self.rng.random(addrs.shape) < prob
+            if accessed.any():
+                self._touch_pages(addrs[accessed])
+            self._advance(int(t1[-1]))
+            return accessed
 
     def advance(self, t_ns: int) -> None:
         """Run the workload up to ``t_ns``: accessed paged-out pages are faulted back in.
