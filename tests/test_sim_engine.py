@@ -246,3 +246,20 @@ def test_other_builtins_run_and_find_some_hot_memory(workload):
     Kdamond(ctx).run(duration_us=8 * SEC_US)
     found, misreported = hot_cold_shares(proc, events)
     assert found > 0.5 and misreported < 0.2
+
+
+def test_phase_change_faults_paged_out_memory_back_in():
+    """Cold memory paged out in one phase is faulted back when the next phase uses it."""
+    scheme = Scheme(action=Action.PAGEOUT,
+                    pattern=AccessPattern(max_nr_accesses=0, min_age_region=10))
+    ctx, world, proc = make_ctx("phases", schemes=[scheme])
+    Kdamond(ctx).run(duration_us=9 * SEC_US)  # phase "init": only the first 128 MiB hot
+    second_phase_hot = IntervalSet.from_ranges(proc.hot_ranges(15 * 10**9))
+    before = sum(proc.paged_out.overlap_bytes(s, e) for s, e in second_phase_hot.ranges())
+    assert before > 0 and proc.refault_bytes == 0
+    Kdamond(ctx).run(duration_us=3 * SEC_US)  # into phase "compute"
+    now = ctx.clock.now_ns()
+    assert world.process(proc.pid).workload.phase_index(now) == 1
+    hot_now = proc.hot_ranges(now)
+    assert all(proc.paged_out.overlap_bytes(s, e) == 0 for s, e in hot_now)
+    assert proc.refault_bytes >= before
