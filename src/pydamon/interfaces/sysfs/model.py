@@ -80,7 +80,9 @@ DIFFERENCES_FROM_KERNEL = (
     "addr_unit other than 1 is rejected with EINVAL at on/commit",
     "commit and commit_schemes_quota_goals give EBUSY when the kdamond does not answer "
     "within COMMAND_TIMEOUT_S; tried-regions updates give up after at most that long",
-    "quotas/goals/<N>/path, dests/, obsolete_target and other post-6.18 files are absent",
+    "the layout is 6.15-6.18's (refresh_ms, addr_unit, intervals_goal/, core_filters/, "
+    "ops_filters/, update_tuned_intervals); quotas/goals/<N>/path, dests/, "
+    "obsolete_target and other newer files are absent",
 )
 
 
