@@ -32,6 +32,7 @@ MAPS = """\
 7f0000000000-7f0040000000 rw-p 00000000 00:00 0
 7f0040000000-7f0040001000 r--p 00000000 08:01 99 /usr/lib/libc.so.6 (deleted)
 7ffc00000000-7ffc00021000 rw-p 00000000 00:00 0 [stack]
+ffffffffff600000-ffffffffff601000 --xp 00000000 00:00 0                  [vsyscall]
 """
 
 IOMEM = """\
@@ -62,12 +63,14 @@ Threads:\t1
 # -- procfs ---------------------------------------------------------------------------
 def test_parse_maps_ranges_and_paths():
     maps = procfs.parse_maps(MAPS)
-    assert len(maps) == 6
+    assert len(maps) == 7
     assert maps[2].path == "[heap]" and maps[2].perms == "rw-p"
     assert maps[4].path == "/usr/lib/libc.so.6 (deleted)"
     ranges = procfs.maps_ranges(MAPS)
     assert ranges[0] == (0x55D0C0000000, 0x55D0C0021000)
     assert ranges == sorted(ranges)
+    # the vsyscall page is no VMA: it must not make the biggest gap
+    assert len(ranges) == 6 and ranges[-1][1] == 0x7FFC00021000
     assert procfs.parse_maps("garbage\n\n") == []
 
 
@@ -459,3 +462,35 @@ def test_vaddr_apply_counts_only_what_the_kernel_accepted():
         ops.detach(t)
         del addr
         m.close()
+
+
+def test_vaddr_target_lifecycle_on_a_child_process():
+    """Mappings, exit detection and descriptor release, on the host (no page_idle needed)."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.read(r, 1)
+        os._exit(0)
+    fds_before = set(os.listdir("/proc/self/fd"))
+    ops = VaddrOps()
+    t = Target(pid=pid)
+    try:
+        t.handle = open_process(pid)
+        assert ops.target_valid(t)
+        maps = ops.target_mappings(t)
+        assert maps and maps == sorted(maps)
+        assert all(end <= 1 << 47 for _, end in maps)  # no [vsyscall]
+        os.write(w, b"x")
+        os.waitpid(pid, 0)
+        assert not ops.target_valid(t)
+        assert ops.target_mappings(t) == []
+        # an exited target samples as not accessed, without touching the kernel files
+        addrs = np.array([maps[0][0]], np.int64)
+        ops.prepare_access_checks(t, addrs)
+        assert list(ops.check_accesses(t, addrs)) == [False]
+    finally:
+        ops.detach(t)
+        os.close(r)
+        os.close(w)
+    # the listing's own descriptor takes the lowest free number: compare counts
+    assert len(os.listdir("/proc/self/fd")) == len(fds_before) - 2

@@ -13,7 +13,7 @@ from kernel_helpers import start_workload
 
 from pydamon.core.attrs import MonitoringAttrs
 from pydamon.core.context import Context
-from pydamon.core.damos import AccessPattern, Action, Quota, Scheme
+from pydamon.core.damos import AccessPattern, Action, DamosFilter, FilterType, Quota, Scheme
 from pydamon.core.kdamond import Kdamond
 from pydamon.core.target import Target
 from pydamon.linux import pagemap
@@ -33,15 +33,26 @@ def swap_total_kib() -> int:
 def swap_workload(real_kernel):
     if swap_total_kib() < 256 * 1024:
         pytest.skip("needs swap (test_in_guest.py turns zram swap on inside the guest)")
-    w = start_workload(256, 192, 32, thp=False)
+    # Small: under TCG, with the workload running on the other vCPU, paging
+    # out goes at a few MiB/s. The hot loop pauses 10 ms between passes
+    # (still several passes per 50 ms sampling interval).
+    w = start_workload(96, 64, 16, thp=False, period_ms=10)
     yield w
     w.stop()
 
 
-def cold_pageout(quota: Quota | None = None) -> Scheme:
+def cold_pageout(w, quota: Quota | None = None) -> Scheme:
+    """Page out regions of the workload's buffer not accessed for two aggregations.
+
+    The addr filter keeps the scheme to the buffer: the interpreter's own
+    areas have unmapped holes, where the kernel refuses the whole call
+    (ENOMEM) but still charges the quota.
+    """
     return Scheme(
         pattern=AccessPattern(max_nr_accesses=0, min_age_region=2),
-        action=Action.PAGEOUT, quota=quota or Quota())
+        action=Action.PAGEOUT, quota=quota or Quota(),
+        filters=[DamosFilter(FilterType.ADDR, matching=True, allow=True,
+                             addr_start=w.addr, addr_end=w.addr + w.size)])
 
 
 def resident_fraction(w, start: int, end: int) -> float:
@@ -52,8 +63,8 @@ def resident_fraction(w, start: int, end: int) -> float:
 
 def test_quota_caps_bytes_paged_out_per_reset_interval(swap_workload):
     w = swap_workload
-    quota = Quota(sz=8 * MIB, reset_interval_ms=1000)
-    scheme = cold_pageout(quota)
+    quota = Quota(sz=4 * MIB, reset_interval_ms=1000)
+    scheme = cold_pageout(w, quota)
     ctx = Context("vaddr", ATTRS, [Target(pid=w.pid)], [scheme], seed=1)
     swap0 = w.status().get("VmSwap", 0)
     applied: list[tuple[float, int]] = []
@@ -77,23 +88,23 @@ def test_quota_caps_bytes_paged_out_per_reset_interval(swap_workload):
 def test_pageout_moves_cold_memory_to_swap_and_keeps_hot_resident(swap_workload):
     w = swap_workload
     before = w.status()
-    scheme = cold_pageout()
+    scheme = cold_pageout(w)
     ctx = Context("vaddr", ATTRS, [Target(pid=w.pid)], [scheme], seed=2)
     kd = Kdamond(ctx)
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 240
     kd.start()
     try:
         while time.monotonic() < deadline:
             time.sleep(1)
-            if w.status().get("VmSwap", 0) - before.get("VmSwap", 0) >= 128 * 1024:
+            if w.status().get("VmSwap", 0) - before.get("VmSwap", 0) >= 40 * 1024:
                 break
     finally:
-        kd.stop()
+        kd.stop(timeout=120)
     after = w.status()
     swapped_kib = after["VmSwap"] - before.get("VmSwap", 0)
-    assert swapped_kib >= 128 * 1024, (before, after)
-    assert after["VmRSS"] <= before["VmRSS"] - 100 * 1024
-    assert scheme.stats.sz_applied >= 128 * MIB
+    assert swapped_kib >= 40 * 1024, (before, after)
+    assert after["VmRSS"] <= before["VmRSS"] - 32 * 1024
+    assert scheme.stats.sz_applied >= 32 * MIB
     assert resident_fraction(w, w.hot_start, w.hot_end) >= 0.9
 
 

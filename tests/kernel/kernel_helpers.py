@@ -52,14 +52,15 @@ class Workload:
 
 
 def spawn_workload(size_mib: int, hot_offset_mib: int, hot_mib: int, thp: bool,
-                   duration: float = 3600.0) -> tuple[subprocess.Popen, str]:
+                   duration: float = 3600.0, period_ms: float = 0.0
+                   ) -> tuple[subprocess.Popen, str]:
     """Start a workload; :func:`wait_workload` waits until its buffer is populated."""
     fd, ready = tempfile.mkstemp(prefix="workload-", suffix=".json")
     os.close(fd)
     os.unlink(ready)
     cmd = [sys.executable, str(WORKLOAD), "--size-mib", str(size_mib), "--hot-offset-mib",
            str(hot_offset_mib), "--hot-size-mib", str(hot_mib), "--ready", ready,
-           "--duration", str(duration)]
+           "--duration", str(duration), "--period-ms", str(period_ms)]
     if thp:
         cmd.append("--thp")
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL), ready
@@ -81,8 +82,9 @@ def wait_workload(spawned: tuple[subprocess.Popen, str]) -> Workload:
 
 
 def start_workload(size_mib: int, hot_offset_mib: int, hot_mib: int, thp: bool,
-                   duration: float = 3600.0) -> Workload:
-    return wait_workload(spawn_workload(size_mib, hot_offset_mib, hot_mib, thp, duration))
+                   duration: float = 3600.0, period_ms: float = 0.0) -> Workload:
+    return wait_workload(spawn_workload(size_mib, hot_offset_mib, hot_mib, thp, duration,
+                                        period_ms))
 
 
 @dataclass

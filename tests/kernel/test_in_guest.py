@@ -20,7 +20,7 @@ REPO = HERE.parent.parent
 GUEST = REPO.parent / "shared" / "guest" / "run-in-guest"
 GUEST_TESTS = sorted(str(p.relative_to(REPO)) for p in HERE.glob("guest_*.py"))
 IN_GUEST_ENV = "PYDAMON_IN_GUEST"
-TIMEOUT_S = 900
+TIMEOUT_S = 1200
 
 
 def guest_missing_reason() -> str | None:

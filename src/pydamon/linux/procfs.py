@@ -36,9 +36,13 @@ def parse_maps(text: str) -> list[Mapping]:
     return out
 
 
+#: shown in maps but not a VMA of the process (the kernel's vaddr never sees it)
+GATE_AREAS = frozenset({"[vsyscall]"})
+
+
 def maps_ranges(text: str) -> list[tuple[int, int]]:
-    """Sorted (start, end) of every mapping, what the three-regions init takes."""
-    return [(m.start, m.end) for m in parse_maps(text)]
+    """Sorted (start, end) of every VMA, what the three-regions init takes."""
+    return [(m.start, m.end) for m in parse_maps(text) if m.path not in GATE_AREAS]
 
 
 @dataclass(frozen=True)
