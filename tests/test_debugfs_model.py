@@ -513,3 +513,27 @@ def test_pid_checks_release_what_they_take(world):
     tree.write("damon/target_ids", "42 4242")
     assert err(lambda: tree.write("damon/target_ids", "42 99999")) == errno.EINVAL
     assert not held and len(cleanups) == 4
+
+
+def test_exclusion_with_the_sysfs_model(tree, world):
+    sysfs = pytest.importorskip("pydamon.interfaces.sysfs")
+    admin = sysfs.build_sysfs_tree(lambda name: sim.SimOps(world, mode=name),
+                                   ["vaddr", "fvaddr", "paddr"])
+    k = "kdamonds"
+    admin.write(f"{k}/nr_kdamonds", "1")
+    admin.write(f"{k}/0/contexts/nr_contexts", "1")
+    admin.write(f"{k}/0/contexts/0/targets/nr_targets", "1")
+    admin.write(f"{k}/0/contexts/0/targets/0/pid_target", "4242")
+    admin.write(f"{k}/0/state", "on")
+    try:
+        tree.write("damon/target_ids", "42")
+        assert tree.read("damon/monitor_on") == "on\n"
+        assert err(lambda: tree.write("damon/monitor_on", "on")) == errno.EBUSY
+    finally:
+        admin.write(f"{k}/0/state", "off")
+    tree.write("damon/attrs", FAST_ATTRS)
+    tree.write("damon/monitor_on", "on")
+    assert err(lambda: admin.write(f"{k}/0/state", "on")) == errno.EBUSY
+    tree.write("damon/monitor_on", "off")
+    admin.write(f"{k}/0/state", "on")
+    admin.write(f"{k}/0/state", "off")
