@@ -61,9 +61,10 @@ if [ "$fstype" != fuse.pydamon ]; then
 fi
 # the workload: a process whose largest mapping is 256 MiB of anonymous memory;
 # simulated, the middle eighth of it (32 MiB) is hot
-"$PY" -c 'import mmap, time; m = mmap.mmap(-1, 256 << 20); time.sleep(1000)' &
+"$PY" -c 'import mmap, sys, time; m = mmap.mmap(-1, 256 << 20); open(sys.argv[1], "w").close(); time.sleep(1000)' "$out/workload.ready" &
 workload=$!
-sleep 0.5
+# its layout is read below: wait until the mapping exists (slow under load)
+for i in $(seq 600); do [ -e "$out/workload.ready" ] && break; sleep 0.05; done
 echo $workload > "$out/workload.pid"
 cat /proc/$workload/maps > "$out/workload.maps"
 run() {
