@@ -139,9 +139,14 @@ def test_damo_drives_the_daemon(tmp_path):
     hottest = max(regions, key=lambda r: r[2])
     assert hottest[2] > 0
     accessed = [r for r in regions if r[2] > 0]
-    # every accessed region overlaps the hot range, and the hottest lies in it
-    assert all(r[0] < hot_end and r[0] + r[1] > hot_start for r in accessed), (
-        hot_start, hot_end, accessed)
+    # the hottest region lies in the hot range, and accessed regions barely
+    # spill out of it: a live report reads nr_accesses mid-window from the
+    # kernel's pseudo moving sum, which a piece split off a hot neighbour
+    # inherits for a while (as on the kernel)
+    assert hot_start <= hottest[0] < hot_end, (hot_start, hot_end, hottest)
+    outside = sum(max(0, min(r[0] + r[1], hot_start) - r[0])
+                  + max(0, r[0] + r[1] - max(r[0], hot_end)) for r in accessed)
+    assert outside <= (hot_end - hot_start) // 10, (hot_start, hot_end, accessed)
     # the bar: within 1 s of damo's own overhead (its CPU time) plus one
     # aggregation interval (200 ms after the tune); judged on an idle machine
     wall, user, system = (float(x) for x in (tmp_path / "report_access.time").read_text().split())
