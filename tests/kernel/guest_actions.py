@@ -108,27 +108,48 @@ def test_pageout_moves_cold_memory_to_swap_and_keeps_hot_resident(swap_workload)
     assert resident_fraction(w, w.hot_start, w.hot_end) >= 0.9
 
 
-def test_hugepage_collapses_through_madv_collapse(real_kernel):
-    w = start_workload(16, 0, 16, thp=False)
+def anon_huge_kib(pid: int, start: int, end: int) -> int:
+    """AnonHugePages of the mappings of a process that overlap [start, end)."""
+    total = 0
+    inside = False
+    with open(f"/proc/{pid}/smaps") as f:
+        for line in f:
+            head = line.split(maxsplit=1)[0]
+            if "-" in head and not head.endswith(":"):
+                lo, hi = (int(x, 16) for x in head.split("-"))
+                inside = lo < end and start < hi
+            elif inside and head == "AnonHugePages:":
+                total += int(line.split()[1])
+    return total
+
+
+def apply_once(w, action: Action, start: int, end: int) -> int:
+    ctx = Context("vaddr", ATTRS, [Target(pid=w.pid)], [Scheme(action=action)])
+    t = ctx.targets[0]
+    ctx.ops.attach(t)
     try:
-        ops_ctx = Context("vaddr", ATTRS, [Target(pid=w.pid)],
-                          [Scheme(action=Action.HUGEPAGE)])
-        t = ops_ctx.targets[0]
-        ops_ctx.ops.attach(t)
-        try:
-            applied, _ = ops_ctx.ops.apply_scheme(ops_ctx, t, w.addr, w.addr + 4 * MIB,
-                                                  ops_ctx.schemes[0])
-        finally:
-            ops_ctx.ops.detach(t)
-            ops_ctx.ops.cleanup(ops_ctx)
-        # the buffer was MADV_NOHUGEPAGE: collapse is refused, and nothing
-        # may count as applied; else both 2 MiB blocks are now huge pages
-        if applied:
-            assert applied == 4 * MIB
-            with open(f"/proc/{w.pid}/smaps_rollup") as f:
-                anon_huge = [int(x.split()[1]) for x in f if x.startswith("AnonHugePages")][0]
-            assert anon_huge >= 4096
-        else:
-            assert applied == 0
+        return ctx.ops.apply_scheme(ctx, t, start, end, ctx.schemes[0])[0]
+    finally:
+        ctx.ops.detach(t)
+        ctx.ops.cleanup(ctx)
+
+
+def test_hugepage_collapses_small_pages_through_madv_collapse(real_kernel):
+    # the hot loop stays away from the first 4 MiB, collapsed below
+    w = start_workload(16, 8, 1, thp=False, extra=("--hugepage-after-populate",))
+    try:
+        assert anon_huge_kib(w.pid, w.addr, w.addr + w.size) == 0
+        applied = apply_once(w, Action.HUGEPAGE, w.addr, w.addr + 4 * MIB)
+        assert applied == 4 * MIB
+        assert anon_huge_kib(w.pid, w.addr, w.addr + w.size) >= 4096
+    finally:
+        w.stop()
+
+
+def test_hugepage_refused_counts_nothing_applied(real_kernel):
+    w = start_workload(16, 8, 1, thp=False)  # MADV_NOHUGEPAGE: collapse is refused
+    try:
+        assert apply_once(w, Action.HUGEPAGE, w.addr, w.addr + 4 * MIB) == 0
+        assert anon_huge_kib(w.pid, w.addr, w.addr + w.size) == 0
     finally:
         w.stop()

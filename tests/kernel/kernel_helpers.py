@@ -52,8 +52,8 @@ class Workload:
 
 
 def spawn_workload(size_mib: int, hot_offset_mib: int, hot_mib: int, thp: bool,
-                   duration: float = 3600.0, period_ms: float = 0.0
-                   ) -> tuple[subprocess.Popen, str]:
+                   duration: float = 3600.0, period_ms: float = 0.0,
+                   extra: tuple[str, ...] = ()) -> tuple[subprocess.Popen, str]:
     """Start a workload; :func:`wait_workload` waits until its buffer is populated."""
     fd, ready = tempfile.mkstemp(prefix="workload-", suffix=".json")
     os.close(fd)
@@ -63,6 +63,7 @@ def spawn_workload(size_mib: int, hot_offset_mib: int, hot_mib: int, thp: bool,
            "--duration", str(duration), "--period-ms", str(period_ms)]
     if thp:
         cmd.append("--thp")
+    cmd += extra
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL), ready
 
 
@@ -82,9 +83,10 @@ def wait_workload(spawned: tuple[subprocess.Popen, str]) -> Workload:
 
 
 def start_workload(size_mib: int, hot_offset_mib: int, hot_mib: int, thp: bool,
-                   duration: float = 3600.0, period_ms: float = 0.0) -> Workload:
+                   duration: float = 3600.0, period_ms: float = 0.0,
+                   extra: tuple[str, ...] = ()) -> Workload:
     return wait_workload(spawn_workload(size_mib, hot_offset_mib, hot_mib, thp, duration,
-                                        period_ms))
+                                        period_ms, extra))
 
 
 @dataclass

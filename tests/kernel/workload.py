@@ -31,6 +31,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--hot-offset-mib", type=int, default=0)
     ap.add_argument("--hot-size-mib", type=int, default=64)
     ap.add_argument("--thp", action="store_true", help="back the buffer with huge pages")
+    ap.add_argument("--hugepage-after-populate", action="store_true",
+                    help="populate with 4 KiB pages, then madvise(MADV_HUGEPAGE): "
+                         "small pages that may be collapsed into huge ones")
     ap.add_argument("--duration", type=float, default=3600.0, help="exit after this many seconds")
     ap.add_argument("--ready", default="", help="file to write the JSON description to")
     ap.add_argument("--period-ms", type=float, default=0.0,
@@ -52,6 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     except OSError:
         pass
     buf[::PAGE] = 1  # write every page (a no-op for the faults if populated)
+    if args.hugepage_after_populate and not args.thp:
+        raw.madvise(mmap.MADV_HUGEPAGE, skip, size)
     hot_lo = args.hot_offset_mib << 20
     hot_hi = hot_lo + (args.hot_size_mib << 20)
     hot = buf[hot_lo:hot_hi]
