@@ -95,6 +95,16 @@ def test_spawn_gives_fake_pids_and_lookup():
         world.spawn("hotcold", pid=a)
 
 
+def _real_maps(pid: int) -> list[tuple[int, int]]:
+    out = []
+    with open(f"/proc/{pid}/maps") as f:
+        for line in f:
+            lo, hi = (int(x, 16) for x in line.split()[0].split("-"))
+            if hi < 1 << 63:
+                out.append((lo, hi))
+    return out
+
+
 def test_get_or_create_takes_real_layout():
     sleep = shutil.which("sleep")
     if sleep is None:
@@ -106,15 +116,18 @@ def test_get_or_create_takes_real_layout():
         while os.path.realpath(f"/proc/{child.pid}/exe") != os.path.realpath(sleep):
             assert time.monotonic() < deadline
             time.sleep(0.01)
+        # and for the dynamic loader to finish mapping libraries
+        real = _real_maps(child.pid)
+        while True:
+            time.sleep(0.05)
+            again = _real_maps(child.pid)
+            if again == real:
+                break
+            assert time.monotonic() < deadline
+            real = again
         world = SimWorld()
         proc = world.get_or_create(child.pid)
         assert world.get_or_create(child.pid) is proc
-        real = []
-        with open(f"/proc/{child.pid}/maps") as f:
-            for line in f:
-                lo, hi = (int(x, 16) for x in line.split()[0].split("-"))
-                if hi < 1 << 63:
-                    real.append((lo, hi))
     finally:
         child.kill()
         child.wait()
