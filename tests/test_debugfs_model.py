@@ -109,6 +109,19 @@ def test_guide_init_regions(tree):
     assert [(r.start, r.end) for r in targets[1].init_regions] == [(20, 40), (50, 100)]
 
 
+def test_guide_init_regions_written_a_line_at_a_time(tree):
+    """As bash's echo writes the guide's example: one write() per line."""
+    tree.write("damon/target_ids", "42 4242\n")
+    offset = 0
+    for line in ("0 1 100\n", "0 100 200\n", "1 20 40\n", "1 50 100\n"):
+        tree.write("damon/init_regions", line, offset)
+        offset += len(line)
+    assert tree.read("damon/init_regions") == "0 1 100\n0 100 200\n1 20 40\n1 50 100\n"
+    # a continuation that does not follow the previous write is still EINVAL
+    assert err(lambda: tree.write("damon/init_regions", "1 60 70\n", offset + 1)) == errno.EINVAL
+    assert tree.read("damon/init_regions").count("\n") == 4
+
+
 def test_guide_scheme_example(tree):
     # the guide builds it with shell arithmetic: $((1024*1024*1024)) = 1073741824
     tree.write("damon/schemes", GUIDE_SCHEME + "\n")

@@ -43,14 +43,19 @@ Reproduced
     are removed (dbgfs_before_terminate()); a ``paddr`` target stays.
   * ``monitor_on`` reads ``on`` whenever any kdamond runs, sysfs ones too.
   * A continued write (a second write() on one open file, offset > 0) is
-    EINVAL. bash's ``echo`` writes line by line, so a multi-line ``echo``
-    keeps its first line and fails, as on the kernel; one write() of any
-    size is taken whole. ``mk_contexts``/``rm_contexts`` while anything runs
+    EINVAL, except on ``init_regions`` (below); one write() of any size is
+    taken whole. ``mk_contexts``/``rm_contexts`` while anything runs
     are EBUSY; removing a name that is not there is ENOENT, one that is not
     a context (``attrs``) is EINVAL (the kernel's fix for a syzbot report).
   * ``on`` with a context that has no target is EINVAL.
 
 Deliberately fixed
+  * ``init_regions`` takes a continued write that goes on where the last
+    one ended, after a whole line: the text so far is parsed again as one
+    input. bash's ``echo`` writes a multi-line string one line per write(),
+    so the guide's own multi-line ``echo ... > init_regions`` example keeps
+    its first line and fails with EINVAL on the kernel (checked on 6.12);
+    here it sets every region, as the guide says it does.
   * A missing pid is EINVAL, as the usage guide and 5.x kernels say, not
     the ENOMEM of 6.x (an allocation error for a lookup failure). (checked)
   * Keywords match whole words, not prefixes: ``o`` is not ``on``, ``of``
@@ -240,7 +245,8 @@ class DebugfsModel:
         self.tree = DebugfsTree(Dir({"damon": self.damon_dir}), self)
 
     # -- structure ---------------------------------------------------------------
-    def _file(self, read: Callable[[], str], write: Callable[[str], None]) -> File:
+    def _file(self, read: Callable[[], str], write: Callable[[str], None],
+              line_by_line: bool = False) -> File:
         # every access first catches up with kdamonds that ended by
         # themselves (the tree's lock is held, so this never races a write)
         def reaping_read() -> str:
@@ -251,6 +257,8 @@ class DebugfsModel:
             self._reap()
             write(data)
 
+        if line_by_line:
+            return _LineByLineFile(reaping_read, reaping_write)
         return File(reaping_read, reaping_write, READ_WRITE, single_write=True)
 
     def _fill_context_dir(self, d: Dir, ctx: DebugfsContext) -> None:
@@ -261,7 +269,8 @@ class DebugfsModel:
             "target_ids": self._file(lambda: self._read_target_ids(ctx),
                                      lambda s: self._write_target_ids(ctx, s)),
             "init_regions": self._file(lambda: self._read_init_regions(ctx),
-                                       lambda s: self._write_init_regions(ctx, s)),
+                                       lambda s: self._write_init_regions(ctx, s),
+                                       line_by_line=True),
             "kdamond_pid": self._file(lambda: self._read_kdamond_pid(ctx), _no_write),
         })
 
@@ -556,6 +565,31 @@ class DebugfsTree(Tree):
     def __init__(self, root: Dir, model: DebugfsModel):
         super().__init__(root)
         self.model = model
+
+
+class _LineByLineFile(File):
+    """A debugfs file that also takes a multi-line input written a line at a time.
+
+    A write at offset 0 is a whole input; a write that continues exactly
+    where the previous accepted one ended, after a newline, extends it and
+    the whole text is stored again. Anything else past offset 0 is EINVAL,
+    as on the kernel.
+    """
+
+    def __init__(self, read: Callable[[], str], write: Callable[[str], None]):
+        super().__init__(read, write, READ_WRITE, single_write=True)
+        self._written = ""
+
+    def write(self, data: str, offset: int = 0) -> None:
+        if offset == 0:
+            super().write(data)
+            self._written = data
+            return
+        if offset != len(self._written) or not self._written.endswith("\n"):
+            raise einval("continued write that does not follow the previous one")
+        text = self._written + data
+        super().write(text)
+        self._written = text
 
 
 def build_debugfs_tree(ops_factory: OpsFactory = make_ops, *,
