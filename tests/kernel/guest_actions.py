@@ -42,14 +42,18 @@ def swap_workload(real_kernel):
 
 
 def cold_pageout(w, quota: Quota | None = None) -> Scheme:
-    """Page out regions of the workload's buffer not accessed for two aggregations.
+    """Page out regions of the workload's buffer not accessed for five aggregations.
 
+    Five, not fewer: a region that straddles the edge of the hot range is
+    sampled in its cold part in some aggregations (DAMON's region
+    granularity, the kernel's too); demanding 2.5 s of idleness keeps such
+    regions, and so the hot range, resident, as a deployment's min_age does.
     The addr filter keeps the scheme to the buffer: the interpreter's own
     areas have unmapped holes, where the kernel refuses the whole call
     (ENOMEM) but still charges the quota.
     """
     return Scheme(
-        pattern=AccessPattern(max_nr_accesses=0, min_age_region=2),
+        pattern=AccessPattern(max_nr_accesses=0, min_age_region=5),
         action=Action.PAGEOUT, quota=quota or Quota(),
         filters=[DamosFilter(FilterType.ADDR, matching=True, allow=True,
                              addr_start=w.addr, addr_end=w.addr + w.size)])
