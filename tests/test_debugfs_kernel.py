@@ -23,7 +23,8 @@ from pathlib import Path
 
 import pytest
 
-GUEST = Path("/work/shared/guest/run-in-guest")
+from shared_tools import GUEST, run_in_guest
+
 KERNEL_DBGFS = "/sys/kernel/debug/damon"
 GUEST_RELEASE_SUFFIX = "-damon-guest"
 PID = "{pid}"  # replaced by the pid of a process both sides know
@@ -296,9 +297,8 @@ def test_model_matches_the_kernel_step_by_step():
         pytest.skip("needs the QEMU guest (../shared/guest)")
     pytest.importorskip("pydamon.ops.sim")
     here = Path(__file__).resolve()
-    proc = subprocess.run(
-        ["bash", str(GUEST), "--timeout", "600", "--", sys.executable, str(here)],
-        capture_output=True, text=True, timeout=900, cwd=here.parent.parent)
+    proc = run_in_guest(["--timeout", "600", "--", sys.executable, str(here)],
+                        timeout=900, cwd=here.parent.parent)
     lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULTS ")]
     if not lines:
         pytest.fail(f"no results from the guest (rc {proc.returncode}):\n"

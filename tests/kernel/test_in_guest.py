@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from shared_tools import GUEST, REPO, run_in_guest
+
 HERE = Path(__file__).resolve().parent
-REPO = HERE.parent.parent
-GUEST = REPO.parent / "shared" / "guest" / "run-in-guest"
 GUEST_TESTS = sorted(str(p.relative_to(REPO)) for p in HERE.glob("guest_*.py"))
 IN_GUEST_ENV = "PYDAMON_IN_GUEST"
 TIMEOUT_S = 1200
@@ -44,9 +43,9 @@ def test_real_kernel_tests_pass_in_the_guest():
         "echo 1G > /sys/block/zram0/disksize && mkswap /dev/zram0 >/dev/null && "
         "swapon /dev/zram0 && exec \"$0\" -m pytest -q -p no:cacheprovider -rs \"$@\""
     )
-    cmd = ["bash", str(GUEST), "--mem", "4G", "--timeout", str(TIMEOUT_S),
-           "-e", f"{IN_GUEST_ENV}=1", "--", "sh", "-c", inner, sys.executable, *GUEST_TESTS]
-    r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=TIMEOUT_S + 120)
+    args = ["--mem", "4G", "--timeout", str(TIMEOUT_S), "-e", f"{IN_GUEST_ENV}=1", "--",
+            "sh", "-c", inner, sys.executable, *GUEST_TESTS]
+    r = run_in_guest(args, cwd=REPO, timeout=TIMEOUT_S + 120)
     print(r.stdout)
     print(r.stderr, file=sys.stderr)
     assert r.returncode == 0, (
