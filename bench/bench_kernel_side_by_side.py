@@ -45,6 +45,7 @@ WORKLOAD = REPO / "tests" / "kernel" / "workload.py"
 ADMIN = "/sys/kernel/mm/damon/admin"
 TRACING = "/sys/kernel/tracing"
 IN_GUEST_ENV = "PYDAMON_BENCH_IN_GUEST"
+GUEST_RELEASE_SUFFIX = "-damon-guest"  # CONFIG_LOCALVERSION of ../shared/guest/kernel
 PAGE = 4096
 HOT_MIB = 64
 
@@ -378,6 +379,10 @@ def check_bars(rows: list[Row]) -> list[str]:
 
 # -- drivers -------------------------------------------------------------------------------
 def in_guest(args: argparse.Namespace) -> int:
+    # the kernel DAMON half writes its sysfs: only ever on the guest's own kernel
+    if not os.uname().release.endswith(GUEST_RELEASE_SUFFIX):
+        print("refusing to drive a kernel DAMON: this is not the guest kernel", file=sys.stderr)
+        return 2
     sys.path.insert(0, str(REPO / "src"))
     sizes = [int(s) for s in args.sizes_mib.split(",")]
     ns = [int(n) for n in args.nr_regions.split(",")]
