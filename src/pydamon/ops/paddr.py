@@ -19,11 +19,9 @@ import numpy as np
 
 from ..core.damos import Action, Scheme
 from ..core.regions import AddrRange, align_down, align_up
-from ..errors import einval
-from ..linux import caps, procfs
-from ..linux.page_idle import FrameChecker
+from ..linux import procfs
 from ..linux.pagemap import PAGE_SHIFT
-from .base import Operations
+from .idle_page import IdlePageOps
 
 if TYPE_CHECKING:
     from ..core.context import Context
@@ -41,41 +39,24 @@ UNSUPPORTED_WHY: dict[Action, str] = {
 }
 
 
-class PaddrOps(Operations):
+class PaddrOps(IdlePageOps):
     name: ClassVar[str] = "paddr"
     auto_regions: ClassVar[bool] = False
     targets_have_pid: ClassVar[bool] = False
     supported_actions: ClassVar[frozenset[Action]] = frozenset({Action.STAT})
+    unsupported_why: ClassVar[dict[Action, str]] = UNSUPPORTED_WHY
+    unsupported_default_why: ClassVar[str] = "only 'stat' is supported by paddr"
 
     def __init__(self, iomem_path: str = "/proc/iomem") -> None:
-        self.frames: FrameChecker | None = None
+        super().__init__()
         self.iomem_path = iomem_path
 
-    def check_ctx(self, ctx: Context) -> None:
-        for i, s in enumerate(ctx.schemes):
-            why = None
-            if s.action not in self.supported_actions:
-                why = UNSUPPORTED_WHY.get(s.action, "only 'stat' is supported by paddr")
-            elif s.ops_filters:
-                why = ("operations-set filters (anon, active, memcg, young, hugepage_size, "
-                       "unmapped) are not implemented")
-            if why is not None:
-                log.warning("paddr: rejecting scheme %d, action %r: %s", i, s.action.value, why)
-                raise einval(f"paddr cannot apply scheme {i} ({s.action.value}): {why}")
-
-    def _ready(self) -> FrameChecker:
-        if self.frames is None:
-            caps.check_real_kernel_ready()
-            self.frames = FrameChecker.open()
-        return self.frames
-
-    def init(self, ctx: Context) -> None:
-        self._ready()
-
-    def cleanup(self, ctx: Context) -> None:
-        if self.frames is not None:
-            self.frames.close()
-            self.frames = None
+    def rejection(self, scheme: Scheme) -> str | None:
+        why = super().rejection(scheme)
+        if why is None and scheme.ops_filters:
+            why = ("operations-set filters (anon, active, memcg, young, hugepage_size, "
+                   "unmapped) are not implemented")
+        return why
 
     def attach(self, target: Target) -> None:
         self._ready()

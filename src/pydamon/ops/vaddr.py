@@ -38,10 +38,9 @@ import numpy as np
 
 from ..core.damos import Action, Scheme
 from ..errors import DamonError, einval
-from ..linux import caps, pidfd, procfs
-from ..linux.page_idle import FrameChecker
+from ..linux import pidfd, procfs
 from ..linux.pagemap import PagemapReader
-from .base import Operations
+from .idle_page import IdlePageOps
 
 if TYPE_CHECKING:
     from ..core.context import Context
@@ -133,7 +132,7 @@ def open_process(pid: int | None) -> ProcessHandle:
         raise
 
 
-class VaddrOps(Operations):
+class VaddrOps(IdlePageOps):
     """Virtual address spaces of processes, regions following their mappings."""
 
     name: ClassVar[str] = "vaddr"
@@ -148,30 +147,14 @@ class VaddrOps(Operations):
     block_kind_ttl_s: float = 10.0
     block_kind_ttl_samples: int = 200
 
+    unsupported_why: ClassVar[dict[Action, str]] = UNSUPPORTED_WHY
+
     def __init__(self) -> None:
-        self.frames: FrameChecker | None = None
+        super().__init__()
         self._blocks_learned_ns: int | None = None
         self._samples_since_forget = 0
 
     # -- lifecycle ---------------------------------------------------------------
-    def check_ctx(self, ctx: Context) -> None:
-        for i, s in enumerate(ctx.schemes):
-            if s.action not in self.supported_actions:
-                why = UNSUPPORTED_WHY.get(s.action, "not supported")
-                log.warning("%s: rejecting scheme %d, action %r: %s",
-                            self.name, i, s.action.value, why)
-                raise einval(f"{self.name} cannot apply action {s.action.value!r} "
-                             f"(scheme {i}): {why}")
-
-    def _ready(self) -> FrameChecker:
-        if self.frames is None:
-            caps.check_real_kernel_ready()
-            self.frames = FrameChecker.open()
-        return self.frames
-
-    def init(self, ctx: Context) -> None:
-        self._ready()
-
     def update(self, ctx: Context) -> None:
         # what backs each block may have changed (khugepaged, splits, reclaim)
         now = ctx.clock.now_ns()
@@ -185,11 +168,6 @@ class VaddrOps(Operations):
         for t in ctx.targets:
             if t.handle is not None:
                 t.handle.blocks.clear()
-
-    def cleanup(self, ctx: Context) -> None:
-        if self.frames is not None:
-            self.frames.close()
-            self.frames = None
 
     def attach(self, target: Target) -> None:
         self._ready()

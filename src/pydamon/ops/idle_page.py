@@ -1,0 +1,64 @@
+"""What the Linux operations sets share: the idle page bitmap and the refusal
+of actions user space cannot apply."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, ClassVar
+
+from ..core.damos import Action, Scheme
+from ..errors import einval
+from ..linux import caps
+from ..linux.page_idle import FrameChecker
+from .base import Operations
+
+if TYPE_CHECKING:
+    from ..core.context import Context
+
+log = logging.getLogger("pydamon.ops")
+
+
+class IdlePageOps(Operations):
+    """An operations set that checks accesses in ``/sys/kernel/mm/page_idle/bitmap``.
+
+    The bitmap (and the capability checks that come with it) is opened when
+    a kdamond starts and closed when it stops. Schemes whose action has no
+    user-space mechanism are refused at start and commit with EINVAL and a
+    log line that says why (:attr:`unsupported_why`).
+    """
+
+    #: why an action is refused, per action (a generic reason otherwise)
+    unsupported_why: ClassVar[dict[Action, str]] = {}
+    unsupported_default_why: ClassVar[str] = "not supported"
+
+    def __init__(self) -> None:
+        self.frames: FrameChecker | None = None
+
+    def rejection(self, scheme: Scheme) -> str | None:
+        """Why ``scheme`` cannot run on this set, or None."""
+        if scheme.action not in self.supported_actions:
+            return self.unsupported_why.get(scheme.action, self.unsupported_default_why)
+        return None
+
+    def check_ctx(self, ctx: Context) -> None:
+        for i, s in enumerate(ctx.schemes):
+            why = self.rejection(s)
+            if why is not None:
+                log.warning("%s: rejecting scheme %d, action %r: %s",
+                            self.name, i, s.action.value, why)
+                raise einval(f"{self.name} cannot apply action {s.action.value!r} "
+                             f"(scheme {i}): {why}")
+
+    def _ready(self) -> FrameChecker:
+        if self.frames is None:
+            caps.check_real_kernel_ready()
+            self.frames = FrameChecker.open()
+        return self.frames
+
+    def init(self, ctx: Context) -> None:
+        self._ready()
+
+    def cleanup(self, ctx: Context) -> None:
+        if self.frames is not None:
+            self.frames.close()
+            self.frames = None
