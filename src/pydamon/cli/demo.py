@@ -154,7 +154,9 @@ def run_demo(args: argparse.Namespace) -> int:
     for line in scheme_stats_lines(res.ctx.schemes):
         _say("  " + line)
     _say(f"  files: {args.out} (record, damo's json_compressed), {args.png} (heat map PNG)")
-    _say(f"  next: pydamon report access -i {args.out} --sort_regions_by temperature "
-         f"--sort_reverse | pydamon report wss -i {args.out} | damo report heatmap -i {args.out}")
+    _say("  next, try:")
+    _say(f"    pydamon report access -i {args.out} --sort_regions_by temperature --sort_reverse")
+    _say(f"    pydamon report wss -i {args.out}")
+    _say(f"    damo report heatmap -i {args.out}")
     _say(f"demo finished in {time.monotonic() - t0:.1f} s")
     return 0
