@@ -272,8 +272,10 @@ def guest_main() -> int:
 
 # -- the host side ----------------------------------------------------------------------
 
+# ftrace prints "<...>" for a task whose name fell out of its saved-cmdlines
+# cache (seen on the guest kernel now and then): the same 16 columns
 TRACE_PIPE_COLUMNS = re.compile(
-    r"^(?P<comm> *kdamond\.\d+)-(?P<pid>\d+ *) \[(?P<cpu>\d+)\] (?P<flags>\S+) "
+    r"^(?P<comm> *(?:kdamond\.\d+|<\.\.\.>))-(?P<pid>\d+ *) \[(?P<cpu>\d+)\] (?P<flags>\S+) "
     r"(?P<secs> *\d+)\.(?P<usecs>\d+): damon_aggregated: "
     r"target_id=\d+ nr_regions=\d+ \d+-\d+: \d+ \d+$")
 PERF_SCRIPT_COLUMNS = re.compile(
