@@ -75,7 +75,14 @@ def test_quota_caps_bytes_paged_out_per_reset_interval(swap_workload):
     ctx.callbacks.after_aggregation = lambda c: applied.append(
         (time.monotonic(), scheme.stats.sz_applied)) and None
     t0 = time.monotonic()
-    Kdamond(ctx).run(duration_us=8_000_000)
+
+    def enough(_ctx) -> bool:
+        # five quota windows after the first pageout, which needs the regions
+        # to settle and five idle aggregations first (slow under TCG)
+        first = next((t for t, sz in applied if sz), None)
+        return first is not None and time.monotonic() - first >= 5.0
+
+    Kdamond(ctx).run(duration_us=40_000_000, until=enough)
     elapsed = time.monotonic() - t0
     windows = int(elapsed // 1.0) + 1
     total = scheme.stats.sz_applied
