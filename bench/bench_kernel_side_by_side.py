@@ -49,6 +49,10 @@ GUEST_RELEASE_SUFFIX = "-damon-guest"  # CONFIG_LOCALVERSION of ../shared/guest/
 PAGE = 4096
 HOT_MIB = 64
 
+# the hot-page vote of the real-kernel tests, so both judge "hot" alike
+sys.path.insert(0, str(REPO / "tests" / "kernel"))
+from kernel_helpers import hot_mask  # noqa: E402
+
 TRACE_RE = re.compile(rb"damon_aggregated: target_id=(\d+) nr_regions=(\d+) (\d+)-(\d+): (\d+) (\d+)")
 
 
@@ -266,19 +270,6 @@ def run_pydamon(pid: int, attrs: Attrs, nr_aggregations: int,
 
 
 # -- evaluation ----------------------------------------------------------------------------
-def hot_pages(snaps: list[Snapshot], lo: int, hi: int, threshold: int, last: int) -> np.ndarray:
-    """Pages of [lo, hi) hot in most of the ``last`` aggregations (nr_accesses >= threshold)."""
-    use = snaps[-last:] if len(snaps) > last else snaps
-    votes = np.zeros((hi - lo) // PAGE, np.int32)
-    for s in use:
-        hot = s.nr_accesses >= threshold
-        for a, b in zip(s.start[hot].tolist(), s.end[hot].tolist(), strict=True):
-            a, b = max(a, lo), min(b, hi)
-            if a < b:
-                votes[(a - lo) // PAGE:(b - lo + PAGE - 1) // PAGE] += 1
-    return votes * 2 > len(use)
-
-
 @dataclass
 class Row:
     pages: str
@@ -309,8 +300,8 @@ def evaluate(info: dict, attrs: Attrs, k: MonitorResult, p: MonitorResult, last:
     truth = np.zeros((hi - lo) // PAGE, bool)
     truth[(info["hot_start"] - lo) // PAGE:(info["hot_end"] - lo) // PAGE] = True
     thr = max(1, attrs.samples_per_aggr // 4)
-    kh = hot_pages(k.snapshots, lo, hi, thr, last)
-    ph = hot_pages(p.snapshots, lo, hi, thr, last)
+    kh = hot_mask(k.snapshots, lo, hi, thr, last)
+    ph = hot_mask(p.snapshots, lo, hi, thr, last)
     mib = PAGE / (1 << 20)
     k_hot, p_hot = kh.sum() * mib, ph.sum() * mib
     overlap = (kh & ph).sum() * mib
