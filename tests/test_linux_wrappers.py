@@ -16,6 +16,7 @@ from array import array
 import numpy as np
 import pytest
 
+from fake_kernel import FakeKernel, write_entries
 from pydamon.core.context import Context
 from pydamon.core.damos import Action, DamosFilter, FilterType, Scheme
 from pydamon.core.target import Target
@@ -125,15 +126,7 @@ def test_group_runs_covers_every_key_greedily():
                 assert k - keys[j - 1] > gap + 1 or k - first >= max_len
 
 
-# -- fake kernel files ------------------------------------------------------------------
-def write_entries(path, entries: dict[int, int], size_entries: int) -> None:
-    buf = array("Q", bytes(8 * size_entries))
-    for i, v in entries.items():
-        buf[i] = v
-    with open(path, "wb") as f:
-        f.write(buf.tobytes())
-
-
+# -- fake kernel files (tests/fake_kernel.py) ---------------------------------------------
 def test_pagemap_reader_batches_adjacent_pages(tmp_path):
     present = pagemap.PM_PRESENT
     entries = {10: present | 1000, 11: present | 1001, 20: present | 7, 40: pagemap.PM_SWAP | 5}
@@ -220,52 +213,6 @@ def test_block_info_finds_heads_and_whole_pmd_folios():
     mthp = ([head] + [tail] * 127) * 4
     assert page_idle.block_info_of(0, mthp, 300) == (256, False)
     assert page_idle.block_info_of(0, [tail] * 512, 5) == (None, False)
-
-
-def make_kpageflags(path, flags: dict[int, int], nr_frames: int) -> None:
-    write_entries(path, flags, nr_frames)
-
-
-class FakeKernel:
-    """A process with some pages, its pagemap, a bitmap and kpageflags, as files."""
-
-    LRU = page_idle.KPF_LRU
-
-    def __init__(self, tmp_path, nr_frames: int = 1 << 15):
-        self.dir = tmp_path
-        self.nr_frames = nr_frames
-        self.page_of: dict[int, int] = {}  # virtual page -> frame
-        self.flags: dict[int, int] = {}
-
-    def map_small(self, vpage: int, frame: int) -> None:
-        self.page_of[vpage] = frame
-        self.flags[frame] = self.LRU
-
-    def map_huge(self, vpage: int, frame: int) -> None:
-        assert vpage % 512 == 0 and frame % 512 == 0
-        for k in range(512):
-            self.page_of[vpage + k] = frame + k
-            kind = page_idle.KPF_COMPOUND_HEAD if k == 0 else page_idle.KPF_COMPOUND_TAIL
-            self.flags[frame + k] = self.LRU | page_idle.KPF_THP | kind
-
-    def files(self):
-        pm = self.dir / "pagemap"
-        nr_pages = max(self.page_of) + 1024
-        write_entries(pm, {v: pagemap.PM_PRESENT | f for v, f in self.page_of.items()}, nr_pages)
-        kpf = self.dir / "kpageflags"
-        make_kpageflags(kpf, self.flags, self.nr_frames)
-        bm = self.dir / "bitmap"
-        bm.write_bytes(bytes(self.nr_frames // 8))
-        return pm, kpf, bm
-
-    def bitmap_words(self) -> array:
-        return array("Q", (self.dir / "bitmap").read_bytes())
-
-    def touch(self, frame: int) -> None:
-        """What an access does to the bitmap: the frame's idle bit clears."""
-        raw = self.bitmap_words()
-        raw[frame >> 6] &= ~(1 << (frame & 63))
-        (self.dir / "bitmap").write_bytes(raw.tobytes())
 
 
 @pytest.fixture
