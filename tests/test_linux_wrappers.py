@@ -149,6 +149,27 @@ def test_pagemap_reader_batches_adjacent_pages(tmp_path):
         os.close(fd)
 
 
+def test_pagemap_read_range_reads_bounded_runs_and_zeros_past_the_end(tmp_path):
+    present = pagemap.PM_PRESENT
+    path = tmp_path / "pagemap"
+    write_entries(path, {0: present | 9, 5: present | 10, 99: present | 11}, 100)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        reader = pagemap.PagemapReader(fd)
+        syscount.reset()
+        got = reader.read_range(0, 100)
+        assert got.dtype == np.uint64 and syscount.counts["pagemap"] == 1
+        assert [pagemap.frame_of(int(e)) for e in got[[0, 1, 5, 99]]] == [9, -1, 10, 11]
+        # past the end of the file (the address space): zeros, and no more reads
+        got = reader.read_range(90, 300)
+        assert len(got) == 300 and pagemap.frame_of(int(got[9])) == 11 and not got[10:].any()
+        syscount.reset()
+        assert not reader.read_range(1 << 20, 2 * pagemap.MAX_RUN_PAGES).any()
+        assert syscount.counts["pagemap"] == 1
+    finally:
+        os.close(fd)
+
+
 def test_bitmap_write_spans_set_only_sampled_bits():
     pfns = [3, 64 + 5, 64 * 40, 64 * 40 + 63, -1, 3]
     spans = page_idle.build_write_spans(pfns, max_gap_words=50)
@@ -353,8 +374,7 @@ def test_start_without_idle_page_tracking_fails_at_attach():
     assert "CONFIG_IDLE_PAGE_TRACKING" in str(e.value)
 
 
-@pytest.mark.parametrize("action", [Action.NOHUGEPAGE, Action.LRU_PRIO, Action.LRU_DEPRIO,
-                                    Action.MIGRATE_COLD])
+@pytest.mark.parametrize("action", [Action.NOHUGEPAGE, Action.LRU_PRIO, Action.LRU_DEPRIO])
 def test_vaddr_rejects_actions_it_cannot_apply(action, caplog):
     for ops in (VaddrOps(), FvaddrOps()):
         ctx = Context(ops, targets=[Target(pid=1)], schemes=[Scheme(action=action)])

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
+
 from . import syscount
 from .batching import group_runs
 
@@ -80,3 +82,25 @@ class PagemapReader:
     def frames(self, addrs: list[int]) -> list[int]:
         """Frame number of the page at each address, -1 where none is present."""
         return [frame_of(e) for e in self.read_entries([a >> PAGE_SHIFT for a in addrs])]
+
+    def read_range(self, first_page: int, count: int) -> np.ndarray:
+        """Raw entries of ``count`` consecutive pages from ``first_page`` (uint64).
+
+        One read per :data:`MAX_RUN_PAGES` entries; what the kernel returns
+        nothing for (beyond the address space, the process gone) reads 0.
+        """
+        out = np.zeros(max(count, 0), dtype=np.uint64)
+        done = 0
+        while done < count:
+            n = min(count - done, MAX_RUN_PAGES)
+            try:
+                data = os.pread(self.fd, n * ENTRY_SIZE, (first_page + done) * ENTRY_SIZE)
+            except OSError:
+                data = b""
+            syscount.add("pagemap")
+            got = np.frombuffer(data, dtype="<u8", count=len(data) // ENTRY_SIZE)
+            out[done:done + len(got)] = got
+            if len(got) < n:
+                break  # short read: nothing more there
+            done += n
+        return out

@@ -23,7 +23,8 @@ as small pages reads as accessed until then.
 Targets are held through a pidfd and a descriptor of their ``/proc/PID``
 directory opened while the pidfd shows the process alive, so a reused PID
 can never redirect monitoring to another process. DAMOS actions go through
-``process_madvise`` on that pidfd.
+``process_madvise`` on that pidfd, except ``migrate_hot``/``migrate_cold``,
+which go through ``move_pages`` (see :func:`migrate_range`).
 """
 
 from __future__ import annotations
@@ -38,8 +39,9 @@ import numpy as np
 
 from ..core.damos import Action, Scheme
 from ..errors import DamonError, einval
-from ..linux import pidfd, procfs
-from ..linux.pagemap import PagemapReader
+from ..linux import numa, pidfd, procfs
+from ..linux.page_idle import KPageFlags
+from ..linux.pagemap import MAX_RUN_PAGES, PAGE_SHIFT, PAGE_SIZE, PFN_MASK, PagemapReader
 from .idle_page import IdlePageOps
 
 if TYPE_CHECKING:
@@ -49,6 +51,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("pydamon.ops.vaddr")
 
 BLOCK_SHIFT = 21  # a PMD-sized huge page covers 2 MiB
+BLOCK_PAGES = 1 << (BLOCK_SHIFT - PAGE_SHIFT)
 _SMALL = 0  # the block was backed by small pages when last looked at
 _HUGE = 1  # the block is one PMD-mapped huge page
 _UNKNOWN = -1
@@ -71,9 +74,10 @@ UNSUPPORTED_WHY: dict[Action, str] = {
     Action.LRU_PRIO: "no system call moves another process's pages to the active LRU list",
     Action.LRU_DEPRIO: "no system call moves another process's pages to the inactive LRU "
                        "list (use 'cold', MADV_COLD, for the nearest effect)",
-    Action.MIGRATE_HOT: "migrating between NUMA nodes is not implemented",
-    Action.MIGRATE_COLD: "migrating between NUMA nodes is not implemented",
 }
+
+#: actions applied through move_pages(2) to the scheme's target_nid
+MIGRATE_ACTIONS: frozenset[Action] = frozenset({Action.MIGRATE_HOT, Action.MIGRATE_COLD})
 
 
 @dataclass
@@ -91,6 +95,7 @@ class ProcessHandle:
     check_pfns: list[int] = field(default_factory=list)
     exited: bool = False
     madvise_errors: int = 0
+    migrate_errors: int = 0
 
     def close(self) -> None:
         for fd in (self.pagemap_fd, self.proc_dir, self.pidfd):
@@ -132,6 +137,161 @@ def open_process(pid: int | None) -> ProcessHandle:
         raise
 
 
+# -- migrate_hot / migrate_cold through move_pages(2) -------------------------------------
+
+def _align_down(x: int, a: int) -> int:
+    return x - x % a
+
+
+def migration_chunks(reader: PagemapReader, kpageflags: KPageFlags | None,
+                     zero_pfns: set[int], lo: int, hi: int, map_lo: int, map_hi: int,
+                     chunk_pages: int = MAX_RUN_PAGES):
+    """Addresses to hand ``move_pages`` for ``[lo, hi)`` of the mapping
+    ``[map_lo, map_hi)``, and the bytes each stands for, one pagemap read at a time.
+
+    Yields (addresses, bytes) arrays in address order. Only present pages
+    are taken (what the kernel's vaddr migration walks); the zero page is
+    left out (move_pages refuses it). A PMD-mapped huge page -- 512
+    present pages on 512 consecutive frames from a 2 MiB aligned one, and
+    kpageflags showing those frames are one compound page -- is one address
+    for 2 MiB: move_pages moves the whole folio of the page it is given.
+    Like the kernel's vaddr, which migrates every folio its page walk meets,
+    a huge page the range covers only partly is taken whole.
+    """
+    lo_page, hi_page = lo >> PAGE_SHIFT, (hi + PAGE_SIZE - 1) >> PAGE_SHIFT
+    # read whole 2 MiB blocks at the edges, as far as the mapping goes, to
+    # recognize a huge page the range starts or ends inside of
+    w_lo = max(map_lo >> PAGE_SHIFT, _align_down(lo_page, BLOCK_PAGES))
+    w_hi = min(map_hi >> PAGE_SHIFT, _align_down(hi_page + BLOCK_PAGES - 1, BLOCK_PAGES))
+    zero = np.fromiter(zero_pfns, dtype=np.int64, count=len(zero_pfns))
+    c0 = w_lo
+    while c0 < w_hi:
+        # chunk ends on multiples of chunk_pages (itself a multiple of 512):
+        # a 2 MiB block never straddles two chunks
+        c1 = min(w_hi, _align_down(c0, chunk_pages) + chunk_pages)
+        entries = reader.read_range(c0, c1 - c0)
+        present = (entries >> np.uint64(63)).astype(bool)
+        pfn = (entries & np.uint64(PFN_MASK)).astype(np.int64)
+        pages = np.arange(c0, c1, dtype=np.int64)
+        inside = (pages >= lo_page) & (pages < hi_page)
+        take = present & inside
+        if len(zero):
+            take &= ~np.isin(pfn, zero)
+        huge: list[int] = []
+        b0 = _align_down(c0 + BLOCK_PAGES - 1, BLOCK_PAGES)
+        nb = (c1 - b0) // BLOCK_PAGES if c1 > b0 else 0
+        if kpageflags is not None and nb > 0:
+            off = b0 - c0
+            span = slice(off, off + nb * BLOCK_PAGES)
+            bp = pfn[span].reshape(nb, BLOCK_PAGES)
+            cand = (present[span].reshape(nb, BLOCK_PAGES).all(axis=1)
+                    & inside[span].reshape(nb, BLOCK_PAGES).any(axis=1)
+                    & (bp[:, 0] % BLOCK_PAGES == 0)
+                    & (np.diff(bp, axis=1) == 1).all(axis=1))
+            for j in np.flatnonzero(cand).tolist():
+                head_pfn = int(bp[j, 0])
+                head, whole = kpageflags.block_info(head_pfn)
+                if head == head_pfn and whole:
+                    first = off + j * BLOCK_PAGES
+                    take[first:first + BLOCK_PAGES] = False
+                    huge.append((b0 + j * BLOCK_PAGES) << PAGE_SHIFT)
+        small = pages[take] << PAGE_SHIFT
+        if huge:
+            addrs = np.concatenate([small, np.array(huge, dtype=np.int64)])
+            sizes = np.concatenate([np.full(len(small), PAGE_SIZE, np.int64),
+                                    np.full(len(huge), 1 << BLOCK_SHIFT, np.int64)])
+            order = np.argsort(addrs, kind="stable")
+            addrs, sizes = addrs[order], sizes[order]
+        else:
+            addrs, sizes = small, np.full(len(small), PAGE_SIZE, np.int64)
+        if len(addrs):
+            yield addrs.astype(np.uint64), sizes
+        c0 = c1
+
+
+def migrate_batch(pid: int, addrs: np.ndarray, sizes: np.ndarray, nid: int) -> int:
+    """Move the pages at ``addrs`` (each standing for ``sizes`` bytes) to node ``nid``;
+    returns the bytes that moved. At most :data:`numa.MAX_PAGES_PER_CALL` pages.
+
+    Counted: pages that were on another node before the call and on ``nid``
+    after it. move_pages reports a page already on the target node the same
+    as a moved one, so where each page is is asked first and those already
+    there are not passed. A page whose status the kernel left unwritten
+    (the call stopped at a failed stretch) is asked again. For a huge page
+    passed by one address, its last page must be on ``nid`` too before its
+    2 MiB count (had it been split before the call, only the first page
+    would have moved). Raises OSError when the process cannot be asked
+    (ESRCH once it is gone).
+    """
+    before = numa.page_nodes(pid, addrs)
+    need = (before >= 0) & (before != nid)
+    if not need.any():
+        return 0
+    a, sz = addrs[need], sizes[need]
+    try:
+        ret, status = numa.move_pages(pid, a, nid)
+    except numa.MovePagesError as e:
+        ret, status = -(e.errno or 1), e.status
+        log.debug("move_pages of pid %d to node %d: %s", pid, nid, e.strerror)
+    moved = status == nid
+    unknown = status == numa.STATUS_UNSET
+    if ret != 0 and unknown.any():
+        try:
+            moved[unknown] = numa.page_nodes(pid, a[unknown]) == nid
+        except OSError:
+            pass  # not known to have moved: not counted
+    big = moved & (sz > PAGE_SIZE)
+    if big.any():
+        ends = a[big] + (sz[big] - PAGE_SIZE).astype(np.uint64)
+        try:
+            moved[big] = numa.page_nodes(pid, ends) == nid
+        except OSError:
+            moved[big] = False
+    return int(sz[moved].sum())
+
+
+def migrate_range(h: ProcessHandle, kpageflags: KPageFlags | None, zero_pfns: set[int],
+                  mappings: list[tuple[int, int]], start: int, end: int, nid: int,
+                  batch_pages: int = numa.MAX_PAGES_PER_CALL) -> tuple[int, OSError | None]:
+    """Migrate the present pages of ``[start, end)`` of a process to node ``nid``
+    with ``move_pages``, ``batch_pages`` pages a call.
+
+    Returns (bytes moved, the error that stopped it or None): once the
+    process cannot be asked (ESRCH when it is gone) the rest is left, and
+    what earlier batches moved still counts.
+    """
+    applied = 0
+    pend_a: list[np.ndarray] = []
+    pend_s: list[np.ndarray] = []
+    npend = 0
+
+    def flush(upto: int) -> None:
+        nonlocal applied, pend_a, pend_s, npend
+        a = np.concatenate(pend_a)
+        sz = np.concatenate(pend_s)
+        for i in range(0, upto, batch_pages):
+            applied += migrate_batch(h.pid, a[i:i + batch_pages], sz[i:i + batch_pages], nid)
+        pend_a, pend_s, npend = [a[upto:]], [sz[upto:]], len(a) - upto
+
+    try:
+        for map_lo, map_hi in mappings:
+            lo, hi = max(start, map_lo), min(end, map_hi)
+            if lo >= hi:
+                continue
+            for a, sz in migration_chunks(h.pagemap, kpageflags, zero_pfns, lo, hi,
+                                          map_lo, map_hi):
+                pend_a.append(a)
+                pend_s.append(sz)
+                npend += len(a)
+                if npend >= batch_pages:
+                    flush(npend - npend % batch_pages)
+        if npend:
+            flush(npend)
+    except OSError as e:
+        return applied, e
+    return applied, None
+
+
 class VaddrOps(IdlePageOps):
     """Virtual address spaces of processes, regions following their mappings."""
 
@@ -139,7 +299,12 @@ class VaddrOps(IdlePageOps):
     auto_regions: ClassVar[bool] = True
     targets_have_pid: ClassVar[bool] = True
     supported_actions: ClassVar[frozenset[Action]] = frozenset(
-        {Action.STAT, *ACTION_ADVICE})
+        {Action.STAT, *ACTION_ADVICE, *MIGRATE_ACTIONS})
+    # as the kernel's vaddr since it migrates: cold regions first for
+    # pageout and migrate_cold, hot ones first for migrate_hot
+    cold_first_actions: ClassVar[frozenset[Action]] = frozenset(
+        {Action.PAGEOUT, Action.MIGRATE_COLD})
+    hot_first_actions: ClassVar[frozenset[Action]] = frozenset({Action.MIGRATE_HOT})
 
     #: how long what backs a 2 MiB block is remembered: forgotten at the first
     #: update interval after this long and this many samples (so that finding
@@ -151,8 +316,30 @@ class VaddrOps(IdlePageOps):
 
     def __init__(self) -> None:
         super().__init__()
+        #: where the NUMA node lists (``online``, ``has_memory``) are read
+        self.node_dir = numa.NODE_DIR
         self._blocks_learned_ns: int | None = None
         self._samples_since_forget = 0
+
+    def rejection(self, scheme: Scheme) -> str | None:
+        why = super().rejection(scheme)
+        if why is None and scheme.action in MIGRATE_ACTIONS:
+            why = self.migrate_rejection(scheme)
+        return why
+
+    def migrate_rejection(self, scheme: Scheme) -> str | None:
+        """Why a migrate scheme cannot run: its target_nid must be a node with memory."""
+        if scheme.ops_filters:
+            return ("operations-set filters (anon, active, memcg, young, hugepage_size, "
+                    "unmapped) are not implemented for the migrate actions")
+        nid = scheme.target_nid
+        online = numa.online_nodes(self.node_dir)
+        if nid not in online:
+            have = ",".join(map(str, online)) or "none"
+            return f"target_nid {nid} is not an online NUMA node (online: {have})"
+        if nid not in numa.memory_nodes(self.node_dir):
+            return f"NUMA node {nid} has no memory to migrate pages to"
+        return None
 
     # -- lifecycle ---------------------------------------------------------------
     def update(self, ctx: Context) -> None:
@@ -266,9 +453,13 @@ class VaddrOps(IdlePageOps):
     # -- DAMOS -----------------------------------------------------------------------
     def apply_scheme(self, ctx: Context, target: Target, start: int, end: int,
                      scheme: Scheme) -> tuple[int, int]:
-        advice = ACTION_ADVICE.get(scheme.action)
         h: ProcessHandle | None = target.handle
-        if advice is None or h is None or h.exited or end <= start:
+        if h is None or h.exited or end <= start:
+            return 0, 0
+        if scheme.action in MIGRATE_ACTIONS:
+            return self._migrate(h, start, end, scheme), 0
+        advice = ACTION_ADVICE.get(scheme.action)
+        if advice is None:
             return 0, 0
         try:
             applied = pidfd.process_madvise(h.pidfd, [(start, end - start)], advice)
@@ -282,6 +473,26 @@ class VaddrOps(IdlePageOps):
                           scheme.action.value, h.pid, start, end, e.strerror, h.madvise_errors)
             return 0, 0
         return applied, 0
+
+    def _migrate(self, h: ProcessHandle, start: int, end: int, scheme: Scheme) -> int:
+        """move_pages of the present pages of [start, end) to the scheme's target_nid."""
+        try:
+            mappings = procfs.maps_ranges(procfs.read_text_at(h.proc_dir, "maps"))
+        except OSError:
+            return 0
+        frames = self.frames
+        applied, err = migrate_range(h, None if frames is None else frames.kpageflags,
+                                     set() if frames is None else frames.zero_pfns,
+                                     mappings, start, end, scheme.target_nid)
+        if err is not None:
+            # the process is gone (ESRCH) or cannot be asked: the rest of the
+            # region is left; what moved before still counts
+            h.migrate_errors += 1
+            if h.migrate_errors <= 3 or h.migrate_errors % 1000 == 0:
+                log.debug("%s: %s on pid %d [%#x, %#x): %s (%d errors so far)", self.name,
+                          scheme.action.value, h.pid, start, end, err.strerror,
+                          h.migrate_errors)
+        return applied
 
     # -- system metrics ------------------------------------------------------------------
     def free_mem_rate(self) -> int | None:
