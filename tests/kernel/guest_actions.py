@@ -1,22 +1,29 @@
 """DAMOS actions of vaddr on a real process (run inside the guest with swap on).
 
 ``test_in_guest.py`` turns on zram swap inside the guest before running
-these; without swap they are skipped.
+these; without swap they are skipped. It also boots the guest with two NUMA
+nodes (and NUMA balancing off) for the migrate tests; with one node those
+are skipped.
 """
 
 from __future__ import annotations
 
+import errno
+import os
+import re
 import time
 
+import numpy as np
 import pytest
-from kernel_helpers import start_workload
+from kernel_helpers import GUEST_APPEND, GUEST_NUMA_QEMU_ARGS, start_workload
 
 from pydamon.core.attrs import MonitoringAttrs
 from pydamon.core.context import Context
 from pydamon.core.damos import AccessPattern, Action, DamosFilter, FilterType, Quota, Scheme
 from pydamon.core.kdamond import Kdamond
 from pydamon.core.target import Target
-from pydamon.linux import pagemap
+from pydamon.errors import DamonError
+from pydamon.linux import numa, pagemap, syscount
 
 MIB = 1 << 20
 ATTRS = MonitoringAttrs(sample_us=50_000, aggr_us=500_000, update_us=5_000_000,
@@ -164,3 +171,138 @@ def test_hugepage_refused_counts_nothing_applied(real_kernel):
         assert anon_huge_kib(w.pid, w.addr, w.addr + w.size) == 0
     finally:
         w.stop()
+
+
+# -- migrate_hot / migrate_cold through move_pages ----------------------------------------
+@pytest.fixture(scope="module")
+def second_node(real_kernel):
+    nodes = numa.memory_nodes()
+    if not {0, 1} <= set(nodes):
+        pytest.skip(f"needs NUMA nodes 0 and 1 with memory, this kernel has {nodes or 'none'} "
+                    "(test_in_guest.py boots the guest with two: QEMU "
+                    f"{' '.join(GUEST_NUMA_QEMU_ARGS)})")
+    try:
+        with open("/proc/sys/kernel/numa_balancing") as f:
+            balancing = f.read().strip()
+    except FileNotFoundError:
+        balancing = "0"
+    if balancing != "0":
+        pytest.skip("NUMA balancing is on: it would move pages between nodes behind the "
+                    f"test's back (test_in_guest.py boots with {GUEST_APPEND})")
+
+
+def nodes_of(w, start: int, end: int) -> np.ndarray:
+    """The node of each page of [start, end) of the workload (-errno where none)."""
+    return numa.page_nodes(w.pid, np.arange(start, end, 4096, dtype=np.uint64))
+
+
+def numa_maps_pages(pid: int, addr: int, node: int) -> int:
+    """Pages on ``node`` of the mapping of ``pid`` that holds ``addr``, from numa_maps."""
+    with open(f"/proc/{pid}/numa_maps") as f:
+        for line in f:
+            start = int(line.split(maxsplit=1)[0], 16)
+            if start <= addr:
+                found = line
+    m = re.search(rf"\bN{node}=(\d+)", found)
+    return int(m.group(1)) if m else 0
+
+
+def test_migrate_cold_moves_cold_pages_to_node_1_and_counts_them(second_node):
+    # 48 MiB of 4 KiB pages, the middle 16 MiB hot; allocated on node 0,
+    # where the guest's CPUs are
+    w = start_workload(48, 16, 16, thp=False, period_ms=10)
+    try:
+        before = nodes_of(w, w.addr, w.addr + w.size)
+        assert (before == 0).all(), np.unique(before, return_counts=True)
+        scheme = Scheme(
+            pattern=AccessPattern(max_nr_accesses=0, min_age_region=5),
+            action=Action.MIGRATE_COLD, target_nid=1,
+            filters=[DamosFilter(FilterType.ADDR, matching=True, allow=True,
+                                 addr_start=w.addr, addr_end=w.addr + w.size)])
+        ctx = Context("vaddr", ATTRS, [Target(pid=w.pid)], [scheme], seed=4)
+        cold = ~np.zeros(w.size // 4096, bool)
+        cold[(w.hot_start - w.addr) // 4096:(w.hot_end - w.addr) // 4096] = False
+        done_at: list[float] = []
+        looked = [0.0]
+
+        def enough(_ctx) -> bool:
+            # the cold pages are on node 1 (looked at once a second); then
+            # three more seconds of applying to regions already there
+            now = time.monotonic()
+            if done_at:
+                return now - done_at[0] >= 3.0
+            if now - looked[0] >= 1.0:
+                looked[0] = now
+                if (nodes_of(w, w.addr, w.addr + w.size)[cold] == 1).mean() >= 0.95:
+                    done_at.append(now)
+            return False
+
+        Kdamond(ctx).run(duration_us=180_000_000, until=enough)
+        after = nodes_of(w, w.addr, w.addr + w.size)
+        assert done_at, f"cold pages on node 1: {(after[cold] == 1).mean():.2f}"
+        assert (after[~cold] == 0).mean() >= 0.9, "the hot range left node 0"
+        moved = int(((after == 1) & (before != 1)).sum()) * 4096
+        # sz_applied is what moved: the pages now on node 1, nothing for the
+        # applications to regions already there
+        assert scheme.stats.sz_applied == moved, (scheme.stats, moved)
+        assert scheme.stats.nr_applied > 0
+        # the kernel's own account of the mapping agrees
+        assert numa_maps_pages(w.pid, w.addr, 1) * 4096 == moved
+    finally:
+        w.stop()
+
+
+def apply_scheme_once(w, scheme: Scheme, start: int, end: int) -> int:
+    ctx = Context("vaddr", ATTRS, [Target(pid=w.pid)], [scheme])
+    ctx.validate()
+    t = ctx.targets[0]
+    ctx.ops.attach(t)
+    try:
+        return ctx.ops.apply_scheme(ctx, t, start, end, ctx.schemes[0])[0]
+    finally:
+        ctx.ops.detach(t)
+        ctx.ops.cleanup(ctx)
+
+
+def test_migrate_moves_huge_pages_whole_by_one_address(second_node):
+    w = start_workload(16, 12, 2, thp=True)  # the hot loop stays in [12, 14) MiB
+    try:
+        huge_kib = anon_huge_kib(w.pid, w.addr, w.addr + w.size)
+        assert huge_kib >= 16 * 1024, "the THP workload has no huge pages"
+        scheme = Scheme(action=Action.MIGRATE_COLD, target_nid=1)
+        syscount.reset()
+        # [1 MiB, 7 MiB): partly covered huge pages at both ends move whole
+        applied = apply_scheme_once(w, scheme, w.addr + MIB, w.addr + 7 * MIB)
+        assert applied == 8 * MIB
+        assert syscount.counts["move_pages"] == 1
+        after = nodes_of(w, w.addr, w.addr + w.size)
+        assert (after[:8 * MIB // 4096] == 1).all() and (after[8 * MIB // 4096:] == 0).all()
+        # moved as huge pages: none was split on the way
+        assert anon_huge_kib(w.pid, w.addr, w.addr + w.size) == huge_kib
+        assert numa_maps_pages(w.pid, w.addr, 1) == 8 * MIB // 4096
+        # all there already: nothing moves, nothing counts
+        assert apply_scheme_once(w, scheme, w.addr, w.addr + 8 * MIB) == 0
+    finally:
+        w.stop()
+
+
+def test_migrate_to_an_offline_node_is_rejected(real_kernel):
+    offline = max(numa.online_nodes() or [0]) + 1
+    target = Target(pid=os.getpid())
+    bad = Scheme(action=Action.MIGRATE_COLD, target_nid=offline)
+    with pytest.raises(DamonError) as e:
+        Kdamond(Context("vaddr", ATTRS, [target], [bad])).start()
+    assert e.value.errno == errno.EINVAL and "not an online NUMA node" in str(e.value)
+    # a running kdamond refuses it at commit and keeps its own scheme
+    ok_nid = numa.memory_nodes()[0]
+    kd = Kdamond(Context("vaddr", ATTRS, [Target(pid=os.getpid())],
+                         [Scheme(action=Action.MIGRATE_HOT, target_nid=ok_nid,
+                                 pattern=AccessPattern(min_nr_accesses=1 << 20))]))
+    kd.start()
+    try:
+        with pytest.raises(DamonError) as e:
+            kd.commit(Context("vaddr", ATTRS, [Target(pid=os.getpid())], [bad]))
+        assert e.value.errno == errno.EINVAL
+        assert kd.running and kd.ctx.schemes[0].target_nid == ok_nid
+    finally:
+        kd.stop(timeout=60)

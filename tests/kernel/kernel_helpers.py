@@ -20,6 +20,21 @@ WORKLOAD = HERE / "workload.py"
 BITMAP = "/sys/kernel/mm/page_idle/bitmap"
 PAGE = 4096
 
+#: the guest's memory and NUMA topology (test_in_guest.py): two nodes of 2 GiB,
+#: both vCPUs on node 0, node 1 memory only, for the migrate tests to move
+#: pages from node 0 (where processes allocate) to node 1
+GUEST_MEM = "4G"
+GUEST_CPUS = 2
+GUEST_NUMA_QEMU_ARGS = [
+    "-object", "memory-backend-ram,id=m0,size=2G",
+    "-object", "memory-backend-ram,id=m1,size=2G",
+    "-numa", "node,nodeid=0,cpus=0-1,memdev=m0",
+    "-numa", "node,nodeid=1,memdev=m1",
+]
+#: no page moves between nodes but by the tests (balancing is on by default
+#: once there are two nodes)
+GUEST_APPEND = "numa_balancing=disable"
+
 
 def real_kernel_reason() -> str | None:
     """Why the real-kernel tests cannot run here, or None if they can."""

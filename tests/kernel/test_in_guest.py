@@ -2,7 +2,9 @@
 
 The guest (``<repo>/../shared/guest/run-in-guest``) has idle page tracking,
 the kernel's DAMON and zram; its swap is turned on inside the guest only.
-Skipped with a reason where the guest or qemu is missing; CI has both.
+It boots with two NUMA nodes of 2 GiB (kernel_helpers.GUEST_NUMA_QEMU_ARGS)
+and NUMA balancing off, for the migrate tests; the other tests see 4 GiB as
+before. Skipped with a reason where the guest or qemu is missing; CI has both.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from kernel_helpers import GUEST_APPEND, GUEST_CPUS, GUEST_MEM, GUEST_NUMA_QEMU_ARGS
 
 from shared_tools import GUEST, REPO, run_in_guest
 
@@ -59,7 +62,9 @@ def _run_in_guest(tests: list[str]):
         "echo 1G > /sys/block/zram0/disksize && mkswap /dev/zram0 >/dev/null && "
         "swapon /dev/zram0 && exec \"$0\" -m pytest -q -p no:cacheprovider -rfEs \"$@\""
     )
-    args = ["--mem", "4G", "--timeout", str(TIMEOUT_S), "-e", f"{IN_GUEST_ENV}=1", "--",
+    numa = [a for arg in GUEST_NUMA_QEMU_ARGS for a in ("--qemu-arg", arg)]
+    args = ["--mem", GUEST_MEM, "--cpus", str(GUEST_CPUS), *numa, "--append", GUEST_APPEND,
+            "--timeout", str(TIMEOUT_S), "-e", f"{IN_GUEST_ENV}=1", "--",
             "sh", "-c", inner, sys.executable, *tests]
     r = run_in_guest(args, cwd=REPO, timeout=TIMEOUT_S + 120)
     print(r.stdout)
