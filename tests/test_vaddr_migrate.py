@@ -45,12 +45,17 @@ class FakeNuma:
 
     def __init__(self, node_of: dict[int, int], huge_blocks: set[int] = frozenset(),
                  online=(0, 1), free: dict[int, int] | None = None,
-                 shared: set[int] = frozenset()):
+                 shared: set[int] = frozenset(), no_huge: set[int] = frozenset(),
+                 stuck: set[int] = frozenset()):
         self.node_of = dict(node_of)  # virtual page -> node
         self.huge_blocks = set(huge_blocks)  # 2 MiB blocks (vpage >> 9) that are one folio
         self.online = set(online)
         self.free = dict(free) if free is not None else {n: 1 << 30 for n in online}
         self.shared = set(shared)  # pages another process maps too (EACCES)
+        # nodes without a free huge page: a huge folio is split and its pages
+        # moved one by one, the split counted as a failure (migrate_pages_batch)
+        self.no_huge = set(no_huge)
+        self.stuck = set(stuck)  # pages that fail to migrate (pinned)
         self.gone = False
         self.calls: list[tuple[str, int]] = []
 
@@ -74,20 +79,28 @@ class FakeNuma:
         if node not in self.online:
             raise numa.MovePagesError(errno.ENODEV, "no such device", status)
         queued: list[tuple[int, tuple[int, ...]]] = []
+        queued_folios: set[tuple[int, ...]] = set()
 
         def flush() -> int:
             failed = 0
             for _, f in queued:
-                if self.free[node] >= len(f):
-                    self.free[node] -= len(f)
-                    for p in f:
-                        self.node_of[p] = node
+                if len(f) > 1 and node in self.no_huge:
+                    failed += 1  # the split
+                    parts = [(p,) for p in f]
                 else:
-                    failed += len(f)
+                    parts = [f]
+                for part in parts:
+                    if self.free[node] >= len(part) and not self.stuck & set(part):
+                        self.free[node] -= len(part)
+                        for p in part:
+                            self.node_of[p] = node
+                    else:
+                        failed += len(part)
             if not failed:
                 for i, _ in queued:
                     status[i] = node
             queued.clear()
+            queued_folios.clear()
             return failed
 
         for i, a in enumerate(int(x) for x in addrs):
@@ -96,7 +109,7 @@ class FakeNuma:
                 err = -errno.ENOENT
             else:
                 f = self.folio(vp)
-                if any(f == q for _, q in queued):
+                if f in queued_folios:
                     err = -errno.EBUSY
                 elif self.node_of[vp] == node:
                     err = 0
@@ -104,6 +117,7 @@ class FakeNuma:
                     err = -errno.EACCES
                 else:
                     queued.append((i, f))
+                    queued_folios.add(f)
                     continue
             status[i] = err if err else node
             failed = flush()
@@ -254,6 +268,23 @@ def test_a_huge_page_split_before_the_call_is_not_counted_whole(mixed, monkeypat
     fake = FakeNuma(node_of, huge_blocks=set()).install(monkeypatch)
     assert p.apply(512, 1024)[0] == 0
     assert fake.node_of[512] == 1 and fake.node_of[1023] == 0
+
+
+def test_a_huge_page_split_on_the_way_counts_the_pages_that_moved(mixed, monkeypatch):
+    p, node_of = mixed
+    # node 1 has no free huge page: the folio is split, its pages move one by
+    # one and one in the middle does not; the call reports a failure and
+    # leaves status unwritten. Its first and last page moved: counting the
+    # huge page whole would count a page that did not move.
+    fake = FakeNuma(node_of, huge_blocks={1}, no_huge={1}, stuck={700}).install(monkeypatch)
+    assert p.apply(512, 1024)[0] == 511 * PAGE
+    assert fake.node_of[512] == fake.node_of[1023] == 1 and fake.node_of[700] == 0
+    assert fake.calls == [("query", 1), ("move", 1), ("query", 512)]
+    # split, and every page moved: the call still reports the split as a
+    # failure; asked page by page, all 2 MiB count
+    fake = FakeNuma(node_of, huge_blocks={1}, no_huge={1}).install(monkeypatch)
+    assert p.apply(512, 1024)[0] == HUGE
+    assert fake.calls == [("query", 1), ("move", 1), ("query", 512)]
 
 
 def test_shared_and_missing_pages_are_not_counted(mixed, monkeypatch):

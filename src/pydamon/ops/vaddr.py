@@ -216,12 +216,15 @@ def migrate_batch(pid: int, addrs: np.ndarray, sizes: np.ndarray, nid: int) -> i
     Counted: pages that were on another node before the call and on ``nid``
     after it. move_pages reports a page already on the target node the same
     as a moved one, so where each page is is asked first and those already
-    there are not passed. A page whose status the kernel left unwritten
-    (the call stopped at a failed stretch) is asked again. For a huge page
-    passed by one address, its last page must be on ``nid`` too before its
-    2 MiB count (had it been split before the call, only the first page
-    would have moved). Raises OSError when the process cannot be asked
-    (ESRCH once it is gone).
+    there are not passed. Where the kernel wrote status (its stretch of
+    pages migrated without a failure), a huge page passed by one address
+    counts 2 MiB if its last page is on ``nid`` too (had it been split
+    before the call, only the first page would have moved). Where it left
+    status unwritten (the call stopped at a stretch that failed in part;
+    a huge page that found no huge page on the target was split, which
+    counts as a failure, and its pages moved one by one), each page is
+    asked again, every page of a huge page. Raises OSError when the
+    process cannot be asked (ESRCH once it is gone).
     """
     before = numa.page_nodes(pid, addrs)
     need = (before >= 0) & (before != nid)
@@ -234,20 +237,27 @@ def migrate_batch(pid: int, addrs: np.ndarray, sizes: np.ndarray, nid: int) -> i
         ret, status = -(e.errno or 1), e.status
         log.debug("move_pages of pid %d to node %d: %s", pid, nid, e.strerror)
     moved = status == nid
+    big = sz > PAGE_SIZE
+    extra = 0  # bytes of huge pages found moved page by page
     unknown = status == numa.STATUS_UNSET
     if ret != 0 and unknown.any():
         try:
-            moved[unknown] = numa.page_nodes(pid, a[unknown]) == nid
+            small = unknown & ~big
+            if small.any():
+                moved[small] = numa.page_nodes(pid, a[small]) == nid
+            for i in np.flatnonzero(unknown & big).tolist():
+                pages = a[i] + np.arange(0, int(sz[i]), PAGE_SIZE, dtype=np.uint64)
+                extra += int((numa.page_nodes(pid, pages) == nid).sum()) * PAGE_SIZE
         except OSError:
             pass  # not known to have moved: not counted
-    big = moved & (sz > PAGE_SIZE)
-    if big.any():
-        ends = a[big] + (sz[big] - PAGE_SIZE).astype(np.uint64)
+    whole = moved & big
+    if whole.any():
+        ends = a[whole] + (sz[whole] - PAGE_SIZE).astype(np.uint64)
         try:
-            moved[big] = numa.page_nodes(pid, ends) == nid
+            moved[whole] = numa.page_nodes(pid, ends) == nid
         except OSError:
-            moved[big] = False
-    return int(sz[moved].sum())
+            moved[whole] = False
+    return int(sz[moved].sum()) + extra
 
 
 def migrate_range(h: ProcessHandle, kpageflags: KPageFlags | None, zero_pfns: set[int],
