@@ -11,9 +11,10 @@ errno, for page i. What the kernel does (mm/migrate.c: ``do_pages_move``,
 * the address is resolved to its folio and the whole folio is isolated and
   migrated: one address of a PMD-mapped transparent huge page moves all
   2 MiB. If the target node has no free huge page, the migration core
-  splits the folio and moves its base pages; if some of those fail, the
-  call reports failure (below), so a status equal to the target node
-  means the whole folio is there;
+  (``migrate_pages_batch``) splits the folio, counts the split as a
+  failure and moves the base pages, some of which may fail; the call then
+  reports failure (below). A status equal to the target node therefore
+  means the whole folio got there;
 * a page already on the target node is left alone and its status is the
   target node, the same as for a page that was moved; who wants to know
   what moved must ask where the pages were first (:func:`page_nodes`);
