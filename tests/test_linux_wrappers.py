@@ -22,6 +22,7 @@ from pydamon.core.target import Target
 from pydamon.errors import DamonError
 from pydamon.linux import caps, page_idle, pagemap, pidfd, procfs, syscount
 from pydamon.linux.batching import group_runs
+from pydamon.linux.uring import Uring
 from pydamon.ops.paddr import PaddrOps
 from pydamon.ops.vaddr import FvaddrOps, ProcessHandle, VaddrOps, open_process
 
@@ -134,24 +135,48 @@ def write_entries(path, entries: dict[int, int], size_entries: int) -> None:
         f.write(buf.tobytes())
 
 
-def test_pagemap_reader_batches_adjacent_pages(tmp_path):
+@pytest.fixture(params=["sync", "io_uring"])
+def io(request):
+    """Each batching test runs with one call per read and with io_uring batches."""
+    if request.param == "sync":
+        yield None
+        return
+    ring = Uring.open()
+    if ring is None:
+        pytest.skip("io_uring is refused on this machine")
+    yield ring
+    ring.close()
+
+
+def assert_calls(io, ops_by_kind: dict[str, int]) -> None:
+    """The file operations made, and the system calls they took: one each
+    without io_uring, only io_uring_enter with it."""
+    assert {k: syscount.ops[k] for k in ops_by_kind} == ops_by_kind
+    if io is None:
+        assert {k: syscount.counts[k] for k in ops_by_kind} == ops_by_kind
+    else:
+        assert set(syscount.counts) <= {"io_uring_enter"}
+
+
+def test_pagemap_reader_batches_adjacent_pages(tmp_path, io):
     present = pagemap.PM_PRESENT
     entries = {10: present | 1000, 11: present | 1001, 20: present | 7, 40: pagemap.PM_SWAP | 5}
     path = tmp_path / "pagemap"
     write_entries(path, entries, 64)
     fd = os.open(path, os.O_RDONLY)
     try:
-        reader = pagemap.PagemapReader(fd, max_gap_pages=8)
+        reader = pagemap.PagemapReader(fd, max_gap_pages=8, io=io)
         assert pagemap.DEFAULT_MAX_GAP_PAGES >= 8
         syscount.reset()
         addrs = [10 << 12, (11 << 12) + 123, 20 << 12, 40 << 12, 63 << 12, 500 << 12]
         assert reader.frames(addrs).tolist() == [1000, 1001, 7, -1, -1, -1]
         # 10,11,20 in one read (gap 8), 40, 63, 500 alone: 4 reads; 500 is past the end
-        assert syscount.counts["pagemap"] == 4
+        assert_calls(io, {"pagemap": 4})
         reader.max_gap_pages = 0
         syscount.reset()
-        reader.frames(addrs)
-        assert syscount.counts["pagemap"] == 5
+        # unsorted addresses come back in their order
+        assert reader.frames(addrs[::-1]).tolist() == [-1, -1, -1, 7, 1001, 1000]
+        assert_calls(io, {"pagemap": 5})
     finally:
         os.close(fd)
 
@@ -187,17 +212,18 @@ def test_bitmap_write_budget_splits_at_the_largest_gaps():
     assert len(spans) == 6
 
 
-def test_bitmap_roundtrip_reads_only_needed_words(tmp_path):
+def test_bitmap_roundtrip_reads_only_needed_words(tmp_path, io):
     path = tmp_path / "bitmap"
     path.write_bytes(bytes(8 * 1024))
     fd = os.open(path, os.O_RDWR)
     try:
-        bm = page_idle.IdleBitmap(fd, write_max_gap_words=1000, write_calls_per_frame=None)
+        bm = page_idle.IdleBitmap(fd, write_max_gap_words=1000, write_calls_per_frame=None,
+                                  io=io)
         pfns = [5, 70, 64 * 100 + 1, 64 * 900 + 2]
         syscount.reset()
         bm.mark_idle(pfns)
         # words 0..100 fit one page of bitmap, word 900 needs a second write
-        assert syscount.counts["bitmap_write"] == 2
+        assert_calls(io, {"bitmap_write": 2})
         # an access clears a frame's idle bit (the kernel does it on the rmap walk)
         raw = array("Q", path.read_bytes())
         raw[1] &= ~(1 << 6)
@@ -206,7 +232,7 @@ def test_bitmap_roundtrip_reads_only_needed_words(tmp_path):
         idle = bm.read_idle(pfns + [-1])
         assert idle.tolist() == [True, False, True, True, False]
         # words 0, 1 are consecutive: one read; 100 and 900 alone
-        assert syscount.counts["bitmap_read"] == 3
+        assert_calls(io, {"bitmap_read": 3})
     finally:
         os.close(fd)
 
@@ -269,7 +295,7 @@ class FakeKernel:
 
 
 @pytest.fixture
-def fake_vaddr(tmp_path):
+def fake_vaddr(tmp_path, io):
     k = FakeKernel(tmp_path)
     for v in range(0, 100):
         k.map_small(v, 5000 + 3 * v)
@@ -278,12 +304,13 @@ def fake_vaddr(tmp_path):
     ops = VaddrOps()
     ops.frames = page_idle.FrameChecker(
         page_idle.IdleBitmap(os.open(bm, os.O_RDWR)),
-        page_idle.KPageFlags(os.open(kpf, os.O_RDONLY)))
+        page_idle.KPageFlags(os.open(kpf, os.O_RDONLY)), io)
     pm_fd = os.open(pm, os.O_RDONLY)
     own = pidfd.pidfd_open(os.getpid())
     proc_dir = os.open("/proc/self", os.O_RDONLY | os.O_DIRECTORY)
     t = Target(pid=os.getpid())
-    t.handle = ProcessHandle(os.getpid(), own, proc_dir, pm_fd, pagemap.PagemapReader(pm_fd))
+    t.handle = ProcessHandle(os.getpid(), own, proc_dir, pm_fd,
+                             pagemap.PagemapReader(pm_fd, io=io))
     yield k, ops, t
     ops.detach(t)
     ops.frames.close()
@@ -300,7 +327,7 @@ def test_vaddr_checks_huge_pages_through_their_head(fake_vaddr):
     assert (k.bitmap_words()[1024 >> 6] >> (1024 & 63)) & 1  # the head is marked idle
     # discovery: the small frame's own flags, and the huge page's 512-frame
     # window in one read (its frame sits where a PMD-mapped page's would)
-    assert syscount.counts["kpageflags"] == 2
+    assert syscount.ops["kpageflags"] == 2
     assert ops.check_accesses(t, addrs).tolist() == [False, False, False, False]
     k.touch(1024)
     assert ops.check_accesses(t, addrs).tolist() == [False, True, True, False]
@@ -309,7 +336,7 @@ def test_vaddr_checks_huge_pages_through_their_head(fake_vaddr):
     syscount.reset()
     ops.prepare_access_checks(t, np.array([(7 << 12), (900 << 12)], np.int64))
     assert t.handle.check_pfns.tolist() == [5021, 1024]
-    assert "kpageflags" not in syscount.counts
+    assert "kpageflags" not in syscount.ops
     assert t.handle.blocks == {0: 0, 1: 1}
 
 
@@ -323,7 +350,7 @@ def test_vaddr_huge_blocks_are_relearned_a_few_at_a_time_after_their_ttl(fake_va
     syscount.reset()
     ops.prepare_access_checks(t, np.array([600 << 12, 700 << 12], np.int64))
     # both samples hit the stale block; the budget (>= 1 per sample) re-learns it once
-    assert syscount.counts["kpageflags"] == 1
+    assert syscount.ops["kpageflags"] == 1
     assert t.handle.check_pfns.tolist() == [1024, 1024]
     assert t.handle.kinds.learned_ns.tolist() == [clock[0]]
 
@@ -360,7 +387,7 @@ def test_vaddr_notices_a_collapse_and_a_moved_huge_page(tmp_path):
         # known again: no more kpageflags reads
         syscount.reset()
         ops.prepare_access_checks(t, np.array([100 << 12, 1000 << 12], np.int64))
-        assert t.handle.check_pfns.tolist() == [2048, 3072] and "kpageflags" not in syscount.counts
+        assert t.handle.check_pfns.tolist() == [2048, 3072] and "kpageflags" not in syscount.ops
     finally:
         ops.detach(t)
         ops.frames.close()
@@ -552,3 +579,42 @@ def test_vaddr_target_lifecycle_on_a_child_process():
         os.close(w)
     # the listing's own descriptor takes the lowest free number: compare counts
     assert len(os.listdir("/proc/self/fd")) == len(fds_before) - 2
+
+
+def test_io_uring_batches_beyond_its_ring_and_reports_errors(tmp_path):
+    from pydamon.linux import batching
+
+    try:
+        ring = Uring(entries=8)
+    except OSError as e:
+        pytest.skip(f"io_uring is refused on this machine: {e}")
+    path = tmp_path / "entries"
+    values = np.arange(4096, dtype=np.uint64) * np.uint64(3)
+    path.write_bytes(values.tobytes())
+    fd = os.open(path, os.O_RDWR)
+    try:
+        keys = np.array(sorted(random.Random(1).sample(range(4096), 50)), np.int64)
+        runs = batching.run_arrays(keys, 0, 512)
+        syscount.reset()
+        got = batching.read_entries(fd, keys, runs, "test", io=ring)
+        assert got.tolist() == values[keys].tolist()
+        # 50 reads through an 8-entry ring: 7 batches, one io_uring_enter each
+        assert syscount.ops["test"] == len(runs[0]) and syscount.counts["io_uring_enter"] == 7
+        batching.write_spans(fd, [8, 800], [np.array([7, 8], np.uint64), np.array([9], np.uint64)],
+                             "test", frozenset(), io=ring)
+        now = np.frombuffer(path.read_bytes(), np.uint64)
+        assert now[1:3].tolist() == [7, 8] and now[100] == 9 and now[0] == 0
+        # a failed operation: minus its errno, raised unless tolerated
+        ro = os.open(path, os.O_RDONLY)
+        try:
+            with pytest.raises(OSError) as e:
+                batching.write_spans(ro, [0], [np.array([1], np.uint64)], "test", frozenset(),
+                                     io=ring)
+            assert e.value.errno == errno.EBADF
+            batching.write_spans(ro, [0], [np.array([1], np.uint64)], "test",
+                                 frozenset({errno.EBADF}), io=ring)
+        finally:
+            os.close(ro)
+    finally:
+        os.close(fd)
+        ring.close()

@@ -8,9 +8,9 @@ joins the run before it when it is at most ``max_gap`` unused entries past
 the run's last key and the run stays within ``max_len`` entries (the
 kernel's sysfs files move at most one page per call).
 
-These run on every sample for every region. Under an emulated CPU each
-Python bytecode costs tens of times what it does on hardware, so the
-per-key work is numpy; Python loops only over runs, one system call each.
+These run on every sample for every region, so the per-key work is numpy;
+Python loops over runs only when each run is a system call of its own
+(without io_uring, :mod:`.uring`).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import os
 import numpy as np
 
 from . import syscount
+from .uring import IORING_OP_READ, IORING_OP_WRITE, Uring
 
 ENTRY_SIZE = 8
 
@@ -28,8 +29,10 @@ ENTRY_SIZE = 8
 Run = tuple[int, int, int, int]
 
 
-def group_runs(keys, max_gap: int, max_len: int) -> list[Run]:
-    """Runs over ``keys`` taken in the given order.
+def run_arrays(keys, max_gap: int, max_len: int
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Runs over ``keys`` taken in the given order, as arrays (first entry,
+    number of entries, index of the first key, index after the last key).
 
     Sorted keys give the fewest runs (greedy from the left is optimal for
     these two limits); an unsorted sequence still gets correct runs, only
@@ -40,22 +43,30 @@ def group_runs(keys, max_gap: int, max_len: int) -> list[Run]:
     k = np.asarray(keys, dtype=np.int64)
     n = len(k)
     if not n:
-        return []
+        return k, k, k, k
     d = np.diff(k)
-    breaks = np.flatnonzero((d < 0) | (d > max_gap + 1)) + 1
-    bounds = [0, *breaks.tolist(), n]
-    runs: list[Run] = []
-    for i, j in zip(bounds, bounds[1:], strict=False):
-        first, last = int(k[i]), int(k[j - 1])
-        if last - first < max_len:
-            runs.append((first, last - first + 1, i, j))
-            continue
-        while i < j:  # longer than one call may move: cut greedily
-            first = int(k[i])
-            cut = i + int(np.searchsorted(k[i:j], first + max_len))
-            runs.append((first, int(k[cut - 1]) - first + 1, i, cut))
-            i = cut
-    return runs
+    starts = np.flatnonzero(np.r_[True, (d < 0) | (d > max_gap + 1)])
+    ends = np.r_[starts[1:], n].astype(np.int64)
+    firsts, lasts = k[starts], k[ends - 1]
+    long = np.flatnonzero(lasts - firsts >= max_len)
+    if len(long):  # longer than one call may move: cut greedily (rare)
+        cut_starts: list[int] = []
+        for r in long.tolist():
+            i, j = int(starts[r]), int(ends[r])
+            while i < j:
+                cut_starts.append(i)
+                i += int(np.searchsorted(k[i:j], k[i] + max_len))
+        starts = np.union1d(starts, cut_starts).astype(np.int64)
+        ends = np.r_[starts[1:], n].astype(np.int64)
+        firsts, lasts = k[starts], k[ends - 1]
+    return firsts, lasts - firsts + 1, starts, ends
+
+
+def group_runs(keys, max_gap: int, max_len: int) -> list[Run]:
+    """:func:`run_arrays` as a list of (first, count, i, j) tuples."""
+    firsts, counts, starts, ends = run_arrays(keys, max_gap, max_len)
+    return list(zip(firsts.tolist(), counts.tolist(), starts.tolist(), ends.tolist(),
+                    strict=True))
 
 
 def sorted_order(keys: np.ndarray) -> np.ndarray | None:
@@ -65,32 +76,64 @@ def sorted_order(keys: np.ndarray) -> np.ndarray | None:
     return None
 
 
-def read_entries(fd: int, keys: np.ndarray, runs: list[Run], kind: str,
-                 tolerate: frozenset[int] | None = None) -> np.ndarray:
-    """The 8-byte entry at each of the sorted ``keys``, one ``preadv`` per run.
+def read_entries(fd: int, keys: np.ndarray, runs, kind: str,
+                 tolerate: frozenset[int] | None = None, io: Uring | None = None) -> np.ndarray:
+    """The 8-byte entry at each of the sorted ``keys``, one read per run
+    (:func:`run_arrays`), through ``io`` in one batch when given.
 
     Entries the kernel does not return (short reads, and failed reads whose
     errno is in ``tolerate``; every errno when ``tolerate`` is None) read 0.
     """
-    sizes = [count for _, count, _, _ in runs]
-    buf = np.zeros(sum(sizes), dtype=np.uint64)
-    view = memoryview(buf).cast("B")
-    base = np.empty(len(runs), dtype=np.int64)
-    pos = 0
-    for r, (first, count, _, _) in enumerate(runs):
-        try:
-            os.preadv(fd, [view[pos * ENTRY_SIZE:(pos + count) * ENTRY_SIZE]],
-                      first * ENTRY_SIZE)
-        except OSError as e:
-            if tolerate is not None and e.errno not in tolerate:
-                raise
-        base[r] = pos - first
-        pos += count
-    syscount.add(kind, len(runs))
-    if not runs:
+    firsts, counts, starts, ends = runs
+    buf = np.zeros(int(counts.sum()), dtype=np.uint64)
+    pos = np.cumsum(counts) - counts
+    if io is not None and len(firsts):
+        res = io.submit(IORING_OP_READ, fd, (firsts * ENTRY_SIZE).astype(np.uint64),
+                        (buf.ctypes.data + pos * ENTRY_SIZE).astype(np.uint64),
+                        counts * ENTRY_SIZE)
+        failed = res[res < 0]
+        if len(failed) and tolerate is not None:
+            bad = [int(e) for e in -failed if int(e) not in tolerate]
+            if bad:
+                raise OSError(bad[0], os.strerror(bad[0]))
+    else:
+        view = memoryview(buf).cast("B")
+        for first, p, count in zip(firsts.tolist(), pos.tolist(), counts.tolist(), strict=True):
+            try:
+                os.preadv(fd, [view[p * ENTRY_SIZE:(p + count) * ENTRY_SIZE]],
+                          first * ENTRY_SIZE)
+            except OSError as e:
+                if tolerate is not None and e.errno not in tolerate:
+                    raise
+    syscount.add_ops(kind, len(firsts), calls=io is None)
+    if not len(firsts):
         return buf
-    run_of_key = np.repeat(np.arange(len(runs)), [j - i for _, _, i, j in runs])
-    return buf[keys + base[run_of_key]]
+    run_of_key = np.repeat(np.arange(len(firsts)), ends - starts)
+    return buf[keys + (pos - firsts)[run_of_key]]
+
+
+def write_spans(fd: int, offsets: list[int], spans: list[np.ndarray], kind: str,
+                tolerate: frozenset[int], io: Uring | None = None) -> None:
+    """Write each buffer of 8-byte words at its byte offset; through ``io`` in one batch
+    when given. Failures whose errno is in ``tolerate`` are skipped."""
+    if io is not None and spans:
+        buf = np.concatenate(spans)
+        sizes = np.array([len(s) for s in spans], np.int64)
+        pos = np.cumsum(sizes) - sizes
+        res = io.submit(IORING_OP_WRITE, fd, np.asarray(offsets, np.uint64),
+                        (buf.ctypes.data + pos * ENTRY_SIZE).astype(np.uint64),
+                        sizes * ENTRY_SIZE)
+        bad = [int(e) for e in -res[res < 0] if int(e) not in tolerate]
+        if bad:
+            raise OSError(bad[0], os.strerror(bad[0]))
+    else:
+        for offset, words in zip(offsets, spans, strict=True):
+            try:
+                os.pwrite(fd, words, offset)
+            except OSError as e:
+                if e.errno not in tolerate:
+                    raise
+    syscount.add_ops(kind, len(spans), calls=io is None)
 
 
 #: reading past the last frame of the bitmap or of kpageflags

@@ -21,8 +21,8 @@ import os
 
 import numpy as np
 
-from . import syscount
-from .batching import PAST_THE_END, group_runs, read_entries, sorted_order
+from .batching import PAST_THE_END, read_entries, run_arrays, sorted_order, write_spans
+from .uring import Uring
 
 BITMAP_PATH = "/sys/kernel/mm/page_idle/bitmap"
 KPAGEFLAGS_PATH = "/proc/kpageflags"
@@ -100,7 +100,9 @@ def build_write_spans(pfns, max_gap_words: int = DEFAULT_WRITE_MAX_GAP_WORDS,
         max_calls = max(1, int(len(words) * calls_per_frame))
         max_gap_words = gap_for_budget(words, max_gap_words, max_calls)
     out = []
-    for first, count, i, j in group_runs(words, max_gap_words, MAX_RUN_WORDS):
+    firsts, counts, starts, ends = run_arrays(words, max_gap_words, MAX_RUN_WORDS)
+    for first, count, i, j in zip(firsts.tolist(), counts.tolist(), starts.tolist(),
+                                  ends.tolist(), strict=True):
         buf = np.zeros(count, dtype=U64)
         buf[words[i:j] - first] = masks[i:j]
         out.append((first * WORD_SIZE, buf))
@@ -111,10 +113,12 @@ class IdleBitmap:
     """Marks frames idle and reads them back, with as few calls as the layout allows."""
 
     def __init__(self, fd: int, write_max_gap_words: int = DEFAULT_WRITE_MAX_GAP_WORDS,
-                 write_calls_per_frame: float | None = DEFAULT_WRITE_CALLS_PER_FRAME):
+                 write_calls_per_frame: float | None = DEFAULT_WRITE_CALLS_PER_FRAME,
+                 io: Uring | None = None):
         self.fd = fd
         self.write_max_gap_words = write_max_gap_words
         self.write_calls_per_frame = write_calls_per_frame
+        self.io = io
 
     @classmethod
     def open(cls, path: str = BITMAP_PATH) -> IdleBitmap:
@@ -128,22 +132,17 @@ class IdleBitmap:
     def mark_idle(self, pfns) -> None:
         """Mark the folios of ``pfns`` idle (negative entries are skipped)."""
         spans = build_write_spans(pfns, self.write_max_gap_words, self.write_calls_per_frame)
-        fd = self.fd
-        for offset, words in spans:
-            try:
-                os.pwrite(fd, words, offset)
-            except OSError as e:
-                if e.errno != ENXIO:  # beyond the last frame: nothing there to mark
-                    raise
-        syscount.add("bitmap_write", len(spans))
+        # ENXIO: beyond the last frame, nothing there to mark
+        write_spans(self.fd, [o for o, _ in spans], [w for _, w in spans], "bitmap_write",
+                    frozenset({ENXIO}), self.io)
 
     def read_idle(self, pfns) -> np.ndarray:
         """Whether each frame is still idle (negative, non-LRU and tail frames: False)."""
         p = np.asarray(pfns, dtype=np.int64)
         valid = p >= 0
         words = np.unique(p[valid] >> 6)
-        runs = group_runs(words, 0, MAX_RUN_WORDS)
-        got = read_entries(self.fd, words, runs, "bitmap_read", PAST_THE_END)
+        runs = run_arrays(words, 0, MAX_RUN_WORDS)
+        got = read_entries(self.fd, words, runs, "bitmap_read", PAST_THE_END, self.io)
         idle = np.zeros(len(p), dtype=bool)
         pv = p[valid]
         value = got[np.searchsorted(words, pv >> 6)]
@@ -168,9 +167,10 @@ def block_info_of(window_start: int, flags, pfn: int) -> tuple[int | None, bool]
 class KPageFlags:
     """Reads ``/proc/kpageflags`` (64 flag bits per frame)."""
 
-    def __init__(self, fd: int, max_gap: int = 7):
+    def __init__(self, fd: int, max_gap: int = 7, io: Uring | None = None):
         self.fd = fd
         self.max_gap = max_gap
+        self.io = io
 
     @classmethod
     def open(cls, path: str = KPAGEFLAGS_PATH) -> KPageFlags:
@@ -186,8 +186,8 @@ class KPageFlags:
         p = np.asarray(pfns, dtype=np.int64)
         order = sorted_order(p)
         keys = p if order is None else p[order]
-        got = read_entries(self.fd, keys, group_runs(keys, self.max_gap, MAX_FOLIO_FRAMES),
-                           "kpageflags")
+        got = read_entries(self.fd, keys, run_arrays(keys, self.max_gap, MAX_FOLIO_FRAMES),
+                           "kpageflags", io=self.io)
         if order is None:
             return got
         out = np.empty_like(got)
@@ -199,8 +199,8 @@ class KPageFlags:
         one call per window, or per run of adjacent windows."""
         s = np.asarray(starts, dtype=np.int64)
         keys = (s[:, None] + np.arange(MAX_FOLIO_FRAMES)).ravel()
-        runs = group_runs(keys, 0, MAX_FOLIO_FRAMES * WINDOWS_PER_READ)
-        got = read_entries(self.fd, keys, runs, "kpageflags")
+        runs = run_arrays(keys, 0, MAX_FOLIO_FRAMES * WINDOWS_PER_READ)
+        got = read_entries(self.fd, keys, runs, "kpageflags", io=self.io)
         return got.reshape(len(s), MAX_FOLIO_FRAMES)
 
 
@@ -213,9 +213,12 @@ class FrameChecker:
     not accessed); ``mark`` and ``accessed`` are the two halves of a sample.
     """
 
-    def __init__(self, bitmap: IdleBitmap, kpageflags: KPageFlags):
+    def __init__(self, bitmap: IdleBitmap, kpageflags: KPageFlags, io: Uring | None = None):
         self.bitmap = bitmap
         self.kpageflags = kpageflags
+        #: the io_uring the reads and writes of a sample go through (None: plain calls)
+        self.io = io
+        bitmap.io = kpageflags.io = io
         #: frames of the zero page(s): what reads of untouched memory map; never on the LRU
         self.zero_pfns: set[int] = set()
 
@@ -223,7 +226,7 @@ class FrameChecker:
     def open(cls) -> FrameChecker:
         bitmap = IdleBitmap.open()
         try:
-            return cls(bitmap, KPageFlags.open())
+            return cls(bitmap, KPageFlags.open(), Uring.open())
         except BaseException:
             bitmap.close()
             raise
@@ -231,6 +234,9 @@ class FrameChecker:
     def close(self) -> None:
         self.bitmap.close()
         self.kpageflags.close()
+        if self.io is not None:
+            self.io.close()
+            self.io = None
 
     def known_zero(self, pfns: np.ndarray) -> np.ndarray:
         """Which of ``pfns`` are frames of a zero page seen before."""

@@ -11,7 +11,8 @@ from __future__ import annotations
 import numpy as np
 
 from .batching import ENTRY_SIZE as ENTRY_SIZE
-from .batching import group_runs, read_entries, sorted_order
+from .batching import read_entries, run_arrays, sorted_order
+from .uring import Uring
 
 PAGE_SHIFT = 12
 PAGE_SIZE = 1 << PAGE_SHIFT
@@ -40,9 +41,12 @@ def frames_of(entries: np.ndarray) -> np.ndarray:
 class PagemapReader:
     """Reads the entries of a set of virtual pages of one process with few calls."""
 
-    def __init__(self, fd: int, max_gap_pages: int = DEFAULT_MAX_GAP_PAGES):
+    def __init__(self, fd: int, max_gap_pages: int = DEFAULT_MAX_GAP_PAGES,
+                 io: Uring | None = None):
         self.fd = fd
         self.max_gap_pages = max_gap_pages
+        #: batches the reads of one call into one io_uring_enter when set
+        self.io = io
 
     def read_entries(self, pages) -> np.ndarray:
         """Raw entries (uint64) of ``pages``, in their order.
@@ -53,8 +57,9 @@ class PagemapReader:
         pages = np.asarray(pages, dtype=np.int64)
         order = sorted_order(pages)
         keys = pages if order is None else pages[order]
-        runs = group_runs(keys, self.max_gap_pages, MAX_RUN_PAGES)
-        got = read_entries(self.fd, keys, runs, "pagemap")  # the process gone: not present
+        runs = run_arrays(keys, self.max_gap_pages, MAX_RUN_PAGES)
+        # every failure (the process gone) reads as not present
+        got = read_entries(self.fd, keys, runs, "pagemap", io=self.io)
         if order is None:
             return got
         out = np.empty_like(got)

@@ -162,10 +162,11 @@ class VaddrOps(IdlePageOps):
         self._clock_ns = ctx.clock.now_ns
 
     def attach(self, target: Target) -> None:
-        self._ready()
+        frames = self._ready()
         if target.handle is not None:
             return
         target.handle = open_process(target.pid)
+        target.handle.pagemap.io = frames.io  # its reads join the sample's batches
 
     def detach(self, target: Target) -> None:
         h = target.handle
