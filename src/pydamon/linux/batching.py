@@ -112,6 +112,22 @@ def read_entries(fd: int, keys: np.ndarray, runs, kind: str,
     return buf[keys + (pos - firsts)[run_of_key]]
 
 
+def read_scattered(fd: int, keys, max_gap: int, max_len: int, kind: str,
+                   tolerate: frozenset[int] | None = None, io: Uring | None = None
+                   ) -> np.ndarray:
+    """:func:`read_entries` for keys in any order: sorted for the fewest runs,
+    the entries returned in the keys' order."""
+    k = np.asarray(keys, dtype=np.int64)
+    order = sorted_order(k)
+    sk = k if order is None else k[order]
+    got = read_entries(fd, sk, run_arrays(sk, max_gap, max_len), kind, tolerate, io)
+    if order is None:
+        return got
+    out = np.empty_like(got)
+    out[order] = got
+    return out
+
+
 def write_spans(fd: int, offsets: list[int], spans: list[np.ndarray], kind: str,
                 tolerate: frozenset[int], io: Uring | None = None) -> None:
     """Write each buffer of 8-byte words at its byte offset; through ``io`` in one batch

@@ -21,7 +21,7 @@ import os
 
 import numpy as np
 
-from .batching import PAST_THE_END, read_entries, run_arrays, sorted_order, write_spans
+from .batching import PAST_THE_END, read_entries, read_scattered, run_arrays, write_spans
 from .uring import Uring
 
 BITMAP_PATH = "/sys/kernel/mm/page_idle/bitmap"
@@ -183,16 +183,8 @@ class KPageFlags:
 
     def read(self, pfns) -> np.ndarray:
         """Flags of each frame (uint64); frames the kernel returns nothing for read 0."""
-        p = np.asarray(pfns, dtype=np.int64)
-        order = sorted_order(p)
-        keys = p if order is None else p[order]
-        got = read_entries(self.fd, keys, run_arrays(keys, self.max_gap, MAX_FOLIO_FRAMES),
-                           "kpageflags", io=self.io)
-        if order is None:
-            return got
-        out = np.empty_like(got)
-        out[order] = got
-        return out
+        return read_scattered(self.fd, pfns, self.max_gap, MAX_FOLIO_FRAMES, "kpageflags",
+                              io=self.io)
 
     def windows(self, starts) -> np.ndarray:
         """Flags of the PMD-sized frame windows at ``starts`` (one row each):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from .batching import ENTRY_SIZE as ENTRY_SIZE
-from .batching import read_entries, run_arrays, sorted_order
+from .batching import read_scattered
 from .uring import Uring
 
 PAGE_SHIFT = 12
@@ -54,17 +54,9 @@ class PagemapReader:
         Pages the kernel returns nothing for (beyond the address space, the
         process gone) read as 0: not present.
         """
-        pages = np.asarray(pages, dtype=np.int64)
-        order = sorted_order(pages)
-        keys = pages if order is None else pages[order]
-        runs = run_arrays(keys, self.max_gap_pages, MAX_RUN_PAGES)
         # every failure (the process gone) reads as not present
-        got = read_entries(self.fd, keys, runs, "pagemap", io=self.io)
-        if order is None:
-            return got
-        out = np.empty_like(got)
-        out[order] = got
-        return out
+        return read_scattered(self.fd, pages, self.max_gap_pages, MAX_RUN_PAGES, "pagemap",
+                              io=self.io)
 
     def frames(self, addrs) -> np.ndarray:
         """Frame number of the page at each address, -1 where none is present."""
