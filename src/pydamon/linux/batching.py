@@ -45,8 +45,13 @@ def run_arrays(keys, max_gap: int, max_len: int
     if not n:
         return k, k, k, k
     d = np.diff(k)
-    starts = np.flatnonzero(np.r_[True, (d < 0) | (d > max_gap + 1)])
-    ends = np.r_[starts[1:], n].astype(np.int64)
+    brk = (d < 0) | (d > max_gap + 1)
+    starts = np.empty(int(np.count_nonzero(brk)) + 1, np.int64)
+    starts[0] = 0
+    starts[1:] = np.flatnonzero(brk) + 1
+    ends = np.empty_like(starts)
+    ends[:-1] = starts[1:]
+    ends[-1] = n
     firsts, lasts = k[starts], k[ends - 1]
     long = np.flatnonzero(lasts - firsts >= max_len)
     if len(long):  # longer than one call may move: cut greedily (rare)
@@ -57,7 +62,7 @@ def run_arrays(keys, max_gap: int, max_len: int
                 cut_starts.append(i)
                 i += int(np.searchsorted(k[i:j], k[i] + max_len))
         starts = np.union1d(starts, cut_starts).astype(np.int64)
-        ends = np.r_[starts[1:], n].astype(np.int64)
+        ends = np.append(starts[1:], n)
         firsts, lasts = k[starts], k[ends - 1]
     return firsts, lasts - firsts + 1, starts, ends
 
@@ -85,9 +90,9 @@ def read_entries(fd: int, keys: np.ndarray, runs, kind: str,
     errno is in ``tolerate``; every errno when ``tolerate`` is None) read 0.
     """
     firsts, counts, starts, ends = runs
-    buf = np.zeros(int(counts.sum()), dtype=np.uint64)
     pos = np.cumsum(counts) - counts
     if io is not None and len(firsts):
+        buf = np.zeros(int(counts.sum()), dtype=np.uint64)
         res = io.submit(IORING_OP_READ, fd, (firsts * ENTRY_SIZE).astype(np.uint64),
                         (buf.ctypes.data + pos * ENTRY_SIZE).astype(np.uint64),
                         counts * ENTRY_SIZE)
@@ -97,14 +102,19 @@ def read_entries(fd: int, keys: np.ndarray, runs, kind: str,
             if bad:
                 raise OSError(bad[0], os.strerror(bad[0]))
     else:
-        view = memoryview(buf).cast("B")
-        for first, p, count in zip(firsts.tolist(), pos.tolist(), counts.tolist(), strict=True):
+        # one pread per run, the cheapest loop body (this is per system call)
+        chunks = []
+        pread = os.pread
+        for off, size in zip((firsts * ENTRY_SIZE).tolist(), (counts * ENTRY_SIZE).tolist(),
+                             strict=True):
             try:
-                os.preadv(fd, [view[p * ENTRY_SIZE:(p + count) * ENTRY_SIZE]],
-                          first * ENTRY_SIZE)
+                data = pread(fd, size, off)
             except OSError as e:
                 if tolerate is not None and e.errno not in tolerate:
                     raise
+                data = b""
+            chunks.append(data if len(data) == size else data.ljust(size, b"\0"))
+        buf = np.frombuffer(b"".join(chunks), dtype=np.uint64)
     syscount.add_ops(kind, len(firsts), calls=io is None)
     if not len(firsts):
         return buf
@@ -128,28 +138,30 @@ def read_scattered(fd: int, keys, max_gap: int, max_len: int, kind: str,
     return out
 
 
-def write_spans(fd: int, offsets: list[int], spans: list[np.ndarray], kind: str,
-                tolerate: frozenset[int], io: Uring | None = None) -> None:
-    """Write each buffer of 8-byte words at its byte offset; through ``io`` in one batch
-    when given. Failures whose errno is in ``tolerate`` are skipped."""
-    if io is not None and spans:
-        buf = np.concatenate(spans)
-        sizes = np.array([len(s) for s in spans], np.int64)
-        pos = np.cumsum(sizes) - sizes
-        res = io.submit(IORING_OP_WRITE, fd, np.asarray(offsets, np.uint64),
-                        (buf.ctypes.data + pos * ENTRY_SIZE).astype(np.uint64),
+def write_words(fd: int, offsets: np.ndarray, sizes: np.ndarray, words: np.ndarray,
+                kind: str, tolerate: frozenset[int], io: Uring | None = None) -> None:
+    """Write consecutive slices of ``words`` (``sizes`` words each) at the byte
+    ``offsets``: one write each, or one io_uring batch. Failures whose errno is
+    in ``tolerate`` are skipped."""
+    pos = np.cumsum(sizes) - sizes
+    if io is not None and len(sizes):
+        res = io.submit(IORING_OP_WRITE, fd, offsets.astype(np.uint64),
+                        (words.ctypes.data + pos * ENTRY_SIZE).astype(np.uint64),
                         sizes * ENTRY_SIZE)
         bad = [int(e) for e in -res[res < 0] if int(e) not in tolerate]
         if bad:
             raise OSError(bad[0], os.strerror(bad[0]))
     else:
-        for offset, words in zip(offsets, spans, strict=True):
+        view = memoryview(words).cast("B")
+        lo = (pos * ENTRY_SIZE).tolist()
+        hi = ((pos + sizes) * ENTRY_SIZE).tolist()
+        for off, a, b in zip(offsets.tolist(), lo, hi, strict=True):
             try:
-                os.pwrite(fd, words, offset)
+                os.pwrite(fd, view[a:b], off)
             except OSError as e:
                 if e.errno not in tolerate:
                     raise
-    syscount.add_ops(kind, len(spans), calls=io is None)
+    syscount.add_ops(kind, len(sizes), calls=io is None)
 
 
 #: reading past the last frame of the bitmap or of kpageflags

@@ -21,7 +21,7 @@ import os
 
 import numpy as np
 
-from .batching import PAST_THE_END, read_entries, read_scattered, run_arrays, write_spans
+from .batching import PAST_THE_END, read_entries, read_scattered, run_arrays, write_words
 from .uring import Uring
 
 BITMAP_PATH = "/sys/kernel/mm/page_idle/bitmap"
@@ -36,6 +36,9 @@ MAX_RUN_WORDS = MAX_CALL_BYTES // WORD_SIZE
 #: steps; measured under QEMU TCG a zero word costs ~2.5 us and a call
 #: ~250 us, so gaps up to ~100 words cost no more carried than split
 DEFAULT_WRITE_MAX_GAP_WORDS = 96
+#: through io_uring a write is no system call of its own, only ~115 us of
+#: kernel work (measured under TCG): gaps up to ~46 words cost no more carried
+URING_WRITE_MAX_GAP_WORDS = 48
 #: at most this many bitmap writes per marked frame: wider gaps are carried
 #: (largest gaps split first) until the writes fit, for few calls per sample
 DEFAULT_WRITE_CALLS_PER_FRAME = 0.3
@@ -65,15 +68,14 @@ U64 = np.uint64
 
 def word_masks(pfns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(sorted bitmap words, bits of the given frames in each); negative frames skipped."""
-    p = np.asarray(pfns, dtype=np.int64)
-    p = p[p >= 0]
+    p = np.sort(np.asarray(pfns, dtype=np.int64))
+    p = p[np.searchsorted(p, 0):]
     if not len(p):
         return np.empty(0, np.int64), np.empty(0, U64)
     words = p >> 6
     bits = np.left_shift(U64(1), (p & 63).astype(U64))
-    order = np.argsort(words, kind="stable")
-    words, bits = words[order], bits[order]
-    firsts = np.flatnonzero(np.r_[True, words[1:] != words[:-1]])
+    firsts = np.flatnonzero(words[1:] != words[:-1]) + 1
+    firsts = np.concatenate(([0], firsts))
     return words[firsts], np.bitwise_or.reduceat(bits, firsts)
 
 
@@ -88,8 +90,10 @@ def gap_for_budget(words: np.ndarray, min_gap: int, max_calls: int) -> int:
 
 
 def build_write_spans(pfns, max_gap_words: int = DEFAULT_WRITE_MAX_GAP_WORDS,
-                      calls_per_frame: float | None = None) -> list[tuple[int, np.ndarray]]:
-    """Bitmap writes marking ``pfns`` idle: (byte offset, 64-bit words) per call.
+                      calls_per_frame: float | None = None
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Bitmap writes marking ``pfns`` idle: (byte offset of each write, its
+    number of words, all writes' words one after the other).
 
     Words with at most ``max_gap_words`` zero words between them share a
     write; with ``calls_per_frame``, wider gaps are carried too until there
@@ -99,14 +103,20 @@ def build_write_spans(pfns, max_gap_words: int = DEFAULT_WRITE_MAX_GAP_WORDS,
     if calls_per_frame is not None and len(words) > 1:
         max_calls = max(1, int(len(words) * calls_per_frame))
         max_gap_words = gap_for_budget(words, max_gap_words, max_calls)
-    out = []
     firsts, counts, starts, ends = run_arrays(words, max_gap_words, MAX_RUN_WORDS)
-    for first, count, i, j in zip(firsts.tolist(), counts.tolist(), starts.tolist(),
-                                  ends.tolist(), strict=True):
-        buf = np.zeros(count, dtype=U64)
-        buf[words[i:j] - first] = masks[i:j]
-        out.append((first * WORD_SIZE, buf))
-    return out
+    out = np.zeros(int(counts.sum()), dtype=U64)
+    if len(words):
+        base = np.cumsum(counts) - counts - firsts  # word w of run r goes to w + base[r]
+        out[words + np.repeat(base, ends - starts)] = masks
+    return firsts * WORD_SIZE, counts, out
+
+
+def split_spans(spans: tuple[np.ndarray, np.ndarray, np.ndarray]) -> list[tuple[int, np.ndarray]]:
+    """(byte offset, words) of each write of :func:`build_write_spans`."""
+    offsets, counts, words = spans
+    bounds = np.cumsum(counts).tolist()
+    return [(o, words[b - c:b]) for o, c, b in zip(offsets.tolist(), counts.tolist(), bounds,
+                                                     strict=True)]
 
 
 class IdleBitmap:
@@ -131,10 +141,13 @@ class IdleBitmap:
 
     def mark_idle(self, pfns) -> None:
         """Mark the folios of ``pfns`` idle (negative entries are skipped)."""
-        spans = build_write_spans(pfns, self.write_max_gap_words, self.write_calls_per_frame)
+        if self.io is None:
+            spans = build_write_spans(pfns, self.write_max_gap_words, self.write_calls_per_frame)
+        else:  # calls are not the cost: carry only what is cheaper than another write
+            spans = build_write_spans(pfns, URING_WRITE_MAX_GAP_WORDS)
+        offsets, sizes, words = spans
         # ENXIO: beyond the last frame, nothing there to mark
-        write_spans(self.fd, [o for o, _ in spans], [w for _, w in spans], "bitmap_write",
-                    frozenset({ENXIO}), self.io)
+        write_words(self.fd, offsets, sizes, words, "bitmap_write", frozenset({ENXIO}), self.io)
 
     def read_idle(self, pfns) -> np.ndarray:
         """Whether each frame is still idle (negative, non-LRU and tail frames: False)."""
