@@ -624,3 +624,27 @@ def test_io_uring_batches_beyond_its_ring_and_reports_errors(tmp_path):
     finally:
         os.close(fd)
         ring.close()
+
+
+def test_io_uring_rings_close_without_leaking_descriptors_or_mappings():
+    def fds() -> int:
+        return len(os.listdir("/proc/self/fd"))
+
+    def maps() -> int:
+        with open("/proc/self/maps") as f:
+            return sum("anon_inode:[io_uring]" in line for line in f)
+
+    first = Uring.open()
+    if first is None:
+        pytest.skip("io_uring is refused on this machine")
+    first.close()
+    before = fds(), maps()
+    for _ in range(20):
+        ring = Uring.open()
+        ring.close()
+    assert (fds(), maps()) == before
+
+
+def test_pydamon_io_sync_turns_io_uring_off(monkeypatch):
+    monkeypatch.setenv("PYDAMON_IO", "sync")
+    assert Uring.open() is None

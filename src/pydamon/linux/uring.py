@@ -154,11 +154,13 @@ class Uring:
         return ring
 
     def close(self) -> None:
+        # drop the numpy views first: a mapping with views on it cannot be closed
+        self._sq_words = self._cq_words = self._cqes = self._sqes = None
         for m in self._maps:
             try:
                 m.close()
             except BufferError:
-                pass  # a numpy view still holds it; the mapping goes with the object
+                pass  # a caller still holds a view; the mapping goes with the object
         self._maps = []
         if self.fd >= 0:
             os.close(self.fd)
