@@ -23,6 +23,7 @@ from pydamon.core.target import Target
 from pydamon.errors import DamonError
 from pydamon.linux import caps, page_idle, pagemap, pidfd, procfs, syscount
 from pydamon.linux.batching import group_runs
+from pydamon.linux.uring import Uring
 from pydamon.ops.paddr import PaddrOps
 from pydamon.ops.vaddr import FvaddrOps, ProcessHandle, VaddrOps, open_process
 
@@ -127,24 +128,48 @@ def test_group_runs_covers_every_key_greedily():
 
 
 # -- fake kernel files (tests/fake_kernel.py) ---------------------------------------------
-def test_pagemap_reader_batches_adjacent_pages(tmp_path):
+@pytest.fixture(params=["sync", "io_uring"])
+def io(request):
+    """Each batching test runs with one call per read and with io_uring batches."""
+    if request.param == "sync":
+        yield None
+        return
+    ring = Uring.open()
+    if ring is None:
+        pytest.skip("io_uring is refused on this machine")
+    yield ring
+    ring.close()
+
+
+def assert_calls(io, ops_by_kind: dict[str, int]) -> None:
+    """The file operations made, and the system calls they took: one each
+    without io_uring, only io_uring_enter with it."""
+    assert {k: syscount.ops[k] for k in ops_by_kind} == ops_by_kind
+    if io is None:
+        assert {k: syscount.counts[k] for k in ops_by_kind} == ops_by_kind
+    else:
+        assert set(syscount.counts) <= {"io_uring_enter"}
+
+
+def test_pagemap_reader_batches_adjacent_pages(tmp_path, io):
     present = pagemap.PM_PRESENT
     entries = {10: present | 1000, 11: present | 1001, 20: present | 7, 40: pagemap.PM_SWAP | 5}
     path = tmp_path / "pagemap"
     write_entries(path, entries, 64)
     fd = os.open(path, os.O_RDONLY)
     try:
-        reader = pagemap.PagemapReader(fd, max_gap_pages=8)
+        reader = pagemap.PagemapReader(fd, max_gap_pages=8, io=io)
         assert pagemap.DEFAULT_MAX_GAP_PAGES >= 8
         syscount.reset()
         addrs = [10 << 12, (11 << 12) + 123, 20 << 12, 40 << 12, 63 << 12, 500 << 12]
-        assert reader.frames(addrs) == [1000, 1001, 7, -1, -1, -1]
+        assert reader.frames(addrs).tolist() == [1000, 1001, 7, -1, -1, -1]
         # 10,11,20 in one read (gap 8), 40, 63, 500 alone: 4 reads; 500 is past the end
-        assert syscount.counts["pagemap"] == 4
+        assert_calls(io, {"pagemap": 4})
         reader.max_gap_pages = 0
         syscount.reset()
-        reader.frames(addrs)
-        assert syscount.counts["pagemap"] == 5
+        # unsorted addresses come back in their order
+        assert reader.frames(addrs[::-1]).tolist() == [-1, -1, -1, 7, 1001, 1000]
+        assert_calls(io, {"pagemap": 5})
     finally:
         os.close(fd)
 
@@ -159,30 +184,30 @@ def test_pagemap_read_range_reads_bounded_runs_and_zeros_past_the_end(tmp_path):
         syscount.reset()
         got = reader.read_range(0, 100)
         assert got.dtype == np.uint64 and syscount.counts["pagemap"] == 1
-        assert [pagemap.frame_of(int(e)) for e in got[[0, 1, 5, 99]]] == [9, -1, 10, 11]
-        # past the end of the file (the address space): zeros, and no more reads
+        assert pagemap.frames_of(got[[0, 1, 5, 99]]).tolist() == [9, -1, 10, 11]
+        # past the end of the file (the address space): zeros
         got = reader.read_range(90, 300)
-        assert len(got) == 300 and pagemap.frame_of(int(got[9])) == 11 and not got[10:].any()
+        assert len(got) == 300 and pagemap.frames_of(got[9:10])[0] == 11 and not got[10:].any()
         syscount.reset()
         assert not reader.read_range(1 << 20, 2 * pagemap.MAX_RUN_PAGES).any()
-        assert syscount.counts["pagemap"] == 1
+        assert syscount.counts["pagemap"] == 2  # one read per MAX_RUN_PAGES entries
     finally:
         os.close(fd)
 
 
 def test_bitmap_write_spans_set_only_sampled_bits():
     pfns = [3, 64 + 5, 64 * 40, 64 * 40 + 63, -1, 3]
-    spans = page_idle.build_write_spans(pfns, max_gap_words=50)
+    spans = page_idle.split_spans(page_idle.build_write_spans(pfns, max_gap_words=50))
     assert len(spans) == 1
     offset, words = spans[0]
     assert offset == 0 and len(words) == 41
     assert words[0] == 1 << 3 and words[1] == 1 << 5 and words[40] == (1 << 63) | 1
-    assert sum(bin(w).count("1") for w in words) == 4
-    spans = page_idle.build_write_spans(pfns, max_gap_words=0)
+    assert sum(bin(w).count("1") for w in words.tolist()) == 4
+    spans = page_idle.split_spans(page_idle.build_write_spans(pfns, max_gap_words=0))
     assert [(o, len(w)) for o, w in spans] == [(0, 2), (40 * 8, 1)]
     # a write never exceeds one page of bitmap
     far = [0, 64 * 511, 64 * 512]
-    spans = page_idle.build_write_spans(far, max_gap_words=10_000)
+    spans = page_idle.split_spans(page_idle.build_write_spans(far, max_gap_words=10_000))
     assert [len(w) for _, w in spans] == [512, 1]
     assert all(o % 8 == 0 for o, _ in spans)
 
@@ -195,32 +220,39 @@ def test_bitmap_write_budget_splits_at_the_largest_gaps():
     runs = group_runs(words, gap, 10_000)
     assert len(runs) == 4 and [r[0] for r in runs] == [0, 200, 1000, 3000]
     pfns = [w * 64 for w in words]
-    spans = page_idle.build_write_spans(pfns, max_gap_words=2, calls_per_frame=0.5)
+    spans = page_idle.split_spans(page_idle.build_write_spans(pfns, max_gap_words=2, calls_per_frame=0.5))
     assert len(spans) == 4
-    spans = page_idle.build_write_spans(pfns, max_gap_words=2, calls_per_frame=None)
+    spans = page_idle.split_spans(page_idle.build_write_spans(pfns, max_gap_words=2, calls_per_frame=None))
     assert len(spans) == 6
 
 
-def test_bitmap_roundtrip_reads_only_needed_words(tmp_path):
+def test_bitmap_roundtrip_reads_only_needed_words(tmp_path, io):
     path = tmp_path / "bitmap"
     path.write_bytes(bytes(8 * 1024))
     fd = os.open(path, os.O_RDWR)
     try:
-        bm = page_idle.IdleBitmap(fd, write_max_gap_words=1000, write_calls_per_frame=None)
+        bm = page_idle.IdleBitmap(fd, write_max_gap_words=1000, write_calls_per_frame=None,
+                                  io=io)
         pfns = [5, 70, 64 * 100 + 1, 64 * 900 + 2]
         syscount.reset()
         bm.mark_idle(pfns)
-        # words 0..100 fit one page of bitmap, word 900 needs a second write
-        assert syscount.counts["bitmap_write"] == 2
+        if io is None:
+            # words 0..100 fit one page of bitmap, word 900 needs a second write
+            assert_calls(io, {"bitmap_write": 2})
+        else:
+            # with io_uring writes are not system calls: a gap of 98 words costs
+            # the kernel more carried than written apart
+            assert page_idle.URING_WRITE_MAX_GAP_WORDS < 98
+            assert_calls(io, {"bitmap_write": 3})
         # an access clears a frame's idle bit (the kernel does it on the rmap walk)
         raw = array("Q", path.read_bytes())
         raw[1] &= ~(1 << 6)
         path.write_bytes(raw.tobytes())
         syscount.reset()
         idle = bm.read_idle(pfns + [-1])
-        assert idle == [True, False, True, True, False]
+        assert idle.tolist() == [True, False, True, True, False]
         # words 0, 1 are consecutive: one read; 100 and 900 alone
-        assert syscount.counts["bitmap_read"] == 3
+        assert_calls(io, {"bitmap_read": 3})
     finally:
         os.close(fd)
 
@@ -237,7 +269,7 @@ def test_block_info_finds_heads_and_whole_pmd_folios():
 
 
 @pytest.fixture
-def fake_vaddr(tmp_path):
+def fake_vaddr(tmp_path, io):
     k = FakeKernel(tmp_path)
     for v in range(0, 100):
         k.map_small(v, 5000 + 3 * v)
@@ -246,12 +278,13 @@ def fake_vaddr(tmp_path):
     ops = VaddrOps()
     ops.frames = page_idle.FrameChecker(
         page_idle.IdleBitmap(os.open(bm, os.O_RDWR)),
-        page_idle.KPageFlags(os.open(kpf, os.O_RDONLY)))
+        page_idle.KPageFlags(os.open(kpf, os.O_RDONLY)), io)
     pm_fd = os.open(pm, os.O_RDONLY)
     own = pidfd.pidfd_open(os.getpid())
     proc_dir = os.open("/proc/self", os.O_RDONLY | os.O_DIRECTORY)
     t = Target(pid=os.getpid())
-    t.handle = ProcessHandle(os.getpid(), own, proc_dir, pm_fd, pagemap.PagemapReader(pm_fd))
+    t.handle = ProcessHandle(os.getpid(), own, proc_dir, pm_fd,
+                             pagemap.PagemapReader(pm_fd, io=io))
     yield k, ops, t
     ops.detach(t)
     ops.frames.close()
@@ -264,33 +297,91 @@ def test_vaddr_checks_huge_pages_through_their_head(fake_vaddr):
     ops.prepare_access_checks(t, addrs)
     # small page checked itself, both huge-page samples through the head frame,
     # the unmapped page not at all
-    assert t.handle.check_pfns == [5015, 1024, 1024, -1]
+    assert t.handle.check_pfns.tolist() == [5015, 1024, 1024, -1]
     assert (k.bitmap_words()[1024 >> 6] >> (1024 & 63)) & 1  # the head is marked idle
-    first = syscount.snapshot()
-    assert first["kpageflags"] >= 2  # discovery: frame flags, then the block's flags
-    assert list(ops.check_accesses(t, addrs)) == [False, False, False, False]
+    # discovery: the small frame's own flags, and the huge page's 512-frame
+    # window in one read (its frame sits where a PMD-mapped page's would)
+    assert syscount.ops["kpageflags"] == 2
+    assert ops.check_accesses(t, addrs).tolist() == [False, False, False, False]
     k.touch(1024)
-    assert list(ops.check_accesses(t, addrs)) == [False, True, True, False]
+    assert ops.check_accesses(t, addrs).tolist() == [False, True, True, False]
     # the next sample knows both blocks: no kpageflags read, and the huge
     # page is translated through its first page
     syscount.reset()
     ops.prepare_access_checks(t, np.array([(7 << 12), (900 << 12)], np.int64))
-    assert t.handle.check_pfns == [5021, 1024]
-    assert "kpageflags" not in syscount.counts
+    assert t.handle.check_pfns.tolist() == [5021, 1024]
+    assert "kpageflags" not in syscount.ops
     assert t.handle.blocks == {0: 0, 1: 1}
-    # an update interval after the time to live forgets what backs each block
-    from pydamon.core.clock import VirtualClock
 
-    clock = VirtualClock()
-    ctx = Context(ops, targets=[t], clock=clock)
-    ops.update(ctx)
-    assert t.handle.blocks == {0: 0, 1: 1}
-    clock.sleep_us(int(ops.block_kind_ttl_s * 1e6))
-    ops.update(ctx)
-    assert t.handle.blocks == {0: 0, 1: 1}  # not yet enough samples
-    ops._samples_since_forget = ops.block_kind_ttl_samples
-    ops.update(ctx)
-    assert t.handle.blocks == {}
+
+def test_vaddr_huge_blocks_are_relearned_a_few_at_a_time_after_their_ttl(fake_vaddr):
+    k, ops, t = fake_vaddr
+    clock = [0]
+    ops._clock_ns = lambda: clock[0]
+    ops.prepare_access_checks(t, np.array([600 << 12], np.int64))
+    assert t.handle.blocks == {1: 1}
+    clock[0] = int(ops.block_kind_ttl_s * 1e9) + 1
+    syscount.reset()
+    ops.prepare_access_checks(t, np.array([600 << 12, 700 << 12], np.int64))
+    # both samples hit the stale block; the budget (>= 1 per sample) re-learns it once
+    assert syscount.ops["kpageflags"] == 1
+    assert t.handle.check_pfns.tolist() == [1024, 1024]
+    assert t.handle.kinds.learned_ns.tolist() == [clock[0]]
+
+
+def test_vaddr_notices_a_collapse_and_a_moved_huge_page(tmp_path):
+    k = FakeKernel(tmp_path)
+    for v in range(512):  # block 0: small pages, scattered frames
+        k.map_small(v, 20000 + 7 * v)
+    k.map_huge(512, 1024)
+    pm, kpf, bm = k.files()
+    ops = VaddrOps()
+    ops.frames = page_idle.FrameChecker(page_idle.IdleBitmap(os.open(bm, os.O_RDWR)),
+                                        page_idle.KPageFlags(os.open(kpf, os.O_RDONLY)))
+    pm_fd = os.open(pm, os.O_RDONLY)
+    t = Target(pid=os.getpid())
+    t.handle = ProcessHandle(os.getpid(), pidfd.pidfd_open(os.getpid()),
+                             os.open("/proc/self", os.O_RDONLY | os.O_DIRECTORY), pm_fd,
+                             pagemap.PagemapReader(pm_fd))
+    try:
+        ops.prepare_access_checks(t, np.array([3 << 12, 513 << 12], np.int64))
+        assert t.handle.blocks == {0: 0, 1: 1}
+        # khugepaged collapses block 0 into a huge page at frames 2048..2559, and
+        # the huge page of block 1 moves to frames 3072..3583
+        for v in range(512):
+            k.flags.pop(20000 + 7 * v)
+        k.map_huge(0, 2048)
+        k.map_huge(512, 3072)
+        k.files()
+        syscount.reset()
+        ops.prepare_access_checks(t, np.array([9 << 12, 600 << 12], np.int64))
+        assert t.handle.check_pfns.tolist() == [2048, 3072]
+        assert t.handle.blocks == {0: 1, 1: 1}
+        assert t.handle.kinds.frame.tolist() == [2048, 3072]
+        # known again: no more kpageflags reads
+        syscount.reset()
+        ops.prepare_access_checks(t, np.array([100 << 12, 1000 << 12], np.int64))
+        assert t.handle.check_pfns.tolist() == [2048, 3072] and "kpageflags" not in syscount.ops
+    finally:
+        ops.detach(t)
+        ops.frames.close()
+
+
+def test_block_kinds_lookup_learn_forget():
+    from pydamon.ops.block_kinds import HUGE, SMALL, UNKNOWN, BlockKinds
+
+    c = BlockKinds()
+    kind, frame, _ = c.entries(np.array([5, 1], np.int64))
+    assert kind.tolist() == [UNKNOWN, UNKNOWN] and frame.tolist() == [-1, -1]
+    c.learn(np.array([9, 2, 9], np.int64), np.array([SMALL, HUGE, HUGE]),
+            np.array([-1, 512, 1024], np.int64), 7)
+    assert c.as_dict() == {2: HUGE, 9: HUGE}  # a block given twice keeps its last entry
+    kind, frame, learned = c.entries(np.array([9, 3, 2], np.int64))
+    assert kind.tolist() == [HUGE, UNKNOWN, HUGE] and frame.tolist() == [1024, -1, 512]
+    assert learned.tolist() == [7, 0, 7]
+    c.learn(np.array([3], np.int64), np.array([SMALL]), np.array([-1], np.int64), 8)
+    c.forget(np.array([2, 4], np.int64))
+    assert c.as_dict() == {3: SMALL, 9: HUGE}
 
 
 def test_vaddr_zero_page_and_off_lru_frames_are_not_accessed(tmp_path):
@@ -303,10 +394,10 @@ def test_vaddr_zero_page_and_off_lru_frames_are_not_accessed(tmp_path):
                                     page_idle.KPageFlags(os.open(kpf, os.O_RDONLY)))
     try:
         check, pmd = frames.resolve([77, 90])
-        assert check == [-1, 90] and pmd == [False, False]
+        assert check.tolist() == [-1, 90] and pmd.tolist() == [False, False]
         assert frames.zero_pfns == {77}
         frames.mark(check)
-        assert frames.accessed(check) == [False, False]
+        assert frames.accessed(check).tolist() == [False, False]
     finally:
         frames.close()
 
@@ -461,3 +552,66 @@ def test_vaddr_target_lifecycle_on_a_child_process():
         os.close(w)
     # the listing's own descriptor takes the lowest free number: compare counts
     assert len(os.listdir("/proc/self/fd")) == len(fds_before) - 2
+
+
+def test_io_uring_batches_beyond_its_ring_and_reports_errors(tmp_path):
+    from pydamon.linux import batching
+
+    try:
+        ring = Uring(entries=8)
+    except OSError as e:
+        pytest.skip(f"io_uring is refused on this machine: {e}")
+    path = tmp_path / "entries"
+    values = np.arange(4096, dtype=np.uint64) * np.uint64(3)
+    path.write_bytes(values.tobytes())
+    fd = os.open(path, os.O_RDWR)
+    try:
+        keys = np.array(sorted(random.Random(1).sample(range(4096), 50)), np.int64)
+        runs = batching.run_arrays(keys, 0, 512)
+        syscount.reset()
+        got = batching.read_entries(fd, keys, runs, "test", io=ring)
+        assert got.tolist() == values[keys].tolist()
+        # 50 reads through an 8-entry ring: 7 batches, one io_uring_enter each
+        assert syscount.ops["test"] == len(runs[0]) and syscount.counts["io_uring_enter"] == 7
+        batching.write_words(fd, np.array([8, 800]), np.array([2, 1]),
+                             np.array([7, 8, 9], np.uint64), "test", frozenset(), io=ring)
+        now = np.frombuffer(path.read_bytes(), np.uint64)
+        assert now[1:3].tolist() == [7, 8] and now[100] == 9 and now[0] == 0
+        # a failed operation: minus its errno, raised unless tolerated
+        ro = os.open(path, os.O_RDONLY)
+        try:
+            with pytest.raises(OSError) as e:
+                batching.write_words(ro, np.array([0]), np.array([1]), np.array([1], np.uint64),
+                                     "test", frozenset(), io=ring)
+            assert e.value.errno == errno.EBADF
+            batching.write_words(ro, np.array([0]), np.array([1]), np.array([1], np.uint64),
+                                 "test", frozenset({errno.EBADF}), io=ring)
+        finally:
+            os.close(ro)
+    finally:
+        os.close(fd)
+        ring.close()
+
+
+def test_io_uring_rings_close_without_leaking_descriptors_or_mappings():
+    def fds() -> int:
+        return len(os.listdir("/proc/self/fd"))
+
+    def maps() -> int:
+        with open("/proc/self/maps") as f:
+            return sum("anon_inode:[io_uring]" in line for line in f)
+
+    first = Uring.open()
+    if first is None:
+        pytest.skip("io_uring is refused on this machine")
+    first.close()
+    before = fds(), maps()
+    for _ in range(20):
+        ring = Uring.open()
+        ring.close()
+    assert (fds(), maps()) == before
+
+
+def test_pydamon_io_sync_turns_io_uring_off(monkeypatch):
+    monkeypatch.setenv("PYDAMON_IO", "sync")
+    assert Uring.open() is None

@@ -69,7 +69,7 @@ def cold_pageout(w, quota: Quota | None = None) -> Scheme:
 def resident_fraction(w, start: int, end: int) -> float:
     with open(f"/proc/{w.pid}/pagemap", "rb", buffering=0) as f:
         frames = pagemap.PagemapReader(f.fileno()).frames(list(range(start, end, 4096)))
-    return sum(p >= 0 for p in frames) / len(frames)
+    return float((frames >= 0).mean())
 
 
 def test_quota_caps_bytes_paged_out_per_reset_interval(swap_workload):

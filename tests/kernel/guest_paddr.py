@@ -19,7 +19,7 @@ def huge_page_frames(pid: int, start: int, end: int) -> list[int]:
     """First frame of each 2 MiB huge page of [start, end) of a process."""
     with open(f"/proc/{pid}/pagemap", "rb", buffering=0) as f:
         reader = pagemap.PagemapReader(f.fileno())
-        frames = reader.frames(list(range(start, end, HUGE)))
+        frames = reader.frames(list(range(start, end, HUGE))).tolist()
     return [p for p in frames if p >= 0 and p % 512 == 0]
 
 

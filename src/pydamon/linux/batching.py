@@ -8,39 +8,161 @@ joins the run before it when it is at most ``max_gap`` unused entries past
 the run's last key and the run stays within ``max_len`` entries (the
 kernel's sysfs files move at most one page per call).
 
-These run on every sample, for 100-1000 keys, where plain Python over a
-list is cheaper than numpy's per-call overhead, so they take lists.
+These run on every sample for every region, so the per-key work is numpy;
+Python loops over runs only when each run is a system call of its own
+(without io_uring, :mod:`.uring`).
 """
 
 from __future__ import annotations
+
+import errno
+import os
+
+import numpy as np
+
+from . import syscount
+from .uring import IORING_OP_READ, IORING_OP_WRITE, Uring
+
+ENTRY_SIZE = 8
 
 #: (first entry, number of entries, index of the run's first key, index after its last key)
 Run = tuple[int, int, int, int]
 
 
-def group_runs(keys: list[int], max_gap: int, max_len: int) -> list[Run]:
-    """Runs over ``keys`` taken in the given order.
+def run_arrays(keys, max_gap: int, max_len: int
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Runs over ``keys`` taken in the given order, as arrays (first entry,
+    number of entries, index of the first key, index after the last key).
 
     Sorted keys give the fewest runs (greedy from the left is optimal for
-    these two limits); an unsorted list still gets correct runs, only more
-    of them. Repeated keys share their entry.
+    these two limits); an unsorted sequence still gets correct runs, only
+    more of them. Repeated keys share their entry.
     """
     if max_len < 1:
         raise ValueError("max_len must be at least 1")
-    runs: list[Run] = []
-    n = len(keys)
+    k = np.asarray(keys, dtype=np.int64)
+    n = len(k)
     if not n:
-        return runs
-    step = max_gap + 1
-    first = last = keys[0]
-    i0 = 0
-    for i in range(1, n):
-        k = keys[i]
-        if last <= k and k - last <= step and k - first < max_len:
-            last = k
-            continue
-        runs.append((first, last - first + 1, i0, i))
-        first = last = k
-        i0 = i
-    runs.append((first, last - first + 1, i0, n))
-    return runs
+        return k, k, k, k
+    d = np.diff(k)
+    brk = (d < 0) | (d > max_gap + 1)
+    starts = np.empty(int(np.count_nonzero(brk)) + 1, np.int64)
+    starts[0] = 0
+    starts[1:] = np.flatnonzero(brk) + 1
+    ends = np.empty_like(starts)
+    ends[:-1] = starts[1:]
+    ends[-1] = n
+    firsts, lasts = k[starts], k[ends - 1]
+    long = np.flatnonzero(lasts - firsts >= max_len)
+    if len(long):  # longer than one call may move: cut greedily (rare)
+        cut_starts: list[int] = []
+        for r in long.tolist():
+            i, j = int(starts[r]), int(ends[r])
+            while i < j:
+                cut_starts.append(i)
+                i += int(np.searchsorted(k[i:j], k[i] + max_len))
+        starts = np.union1d(starts, cut_starts).astype(np.int64)
+        ends = np.append(starts[1:], n)
+        firsts, lasts = k[starts], k[ends - 1]
+    return firsts, lasts - firsts + 1, starts, ends
+
+
+def group_runs(keys, max_gap: int, max_len: int) -> list[Run]:
+    """:func:`run_arrays` as a list of (first, count, i, j) tuples."""
+    firsts, counts, starts, ends = run_arrays(keys, max_gap, max_len)
+    return list(zip(firsts.tolist(), counts.tolist(), starts.tolist(), ends.tolist(),
+                    strict=True))
+
+
+def sorted_order(keys: np.ndarray) -> np.ndarray | None:
+    """The permutation that sorts ``keys``, or None when they already are."""
+    if len(keys) > 1 and bool(np.any(keys[1:] < keys[:-1])):
+        return np.argsort(keys, kind="stable")
+    return None
+
+
+def read_entries(fd: int, keys: np.ndarray, runs, kind: str,
+                 tolerate: frozenset[int] | None = None, io: Uring | None = None) -> np.ndarray:
+    """The 8-byte entry at each of the sorted ``keys``, one read per run
+    (:func:`run_arrays`), through ``io`` in one batch when given.
+
+    Entries the kernel does not return (short reads, and failed reads whose
+    errno is in ``tolerate``; every errno when ``tolerate`` is None) read 0.
+    """
+    firsts, counts, starts, ends = runs
+    pos = np.cumsum(counts) - counts
+    if io is not None and len(firsts):
+        buf = np.zeros(int(counts.sum()), dtype=np.uint64)
+        res = io.submit(IORING_OP_READ, fd, (firsts * ENTRY_SIZE).astype(np.uint64),
+                        (buf.ctypes.data + pos * ENTRY_SIZE).astype(np.uint64),
+                        counts * ENTRY_SIZE)
+        failed = res[res < 0]
+        if len(failed) and tolerate is not None:
+            bad = [int(e) for e in -failed if int(e) not in tolerate]
+            if bad:
+                raise OSError(bad[0], os.strerror(bad[0]))
+    else:
+        # one pread per run, the cheapest loop body (this is per system call)
+        chunks = []
+        pread = os.pread
+        for off, size in zip((firsts * ENTRY_SIZE).tolist(), (counts * ENTRY_SIZE).tolist(),
+                             strict=True):
+            try:
+                data = pread(fd, size, off)
+            except OSError as e:
+                if tolerate is not None and e.errno not in tolerate:
+                    raise
+                data = b""
+            chunks.append(data if len(data) == size else data.ljust(size, b"\0"))
+        buf = np.frombuffer(b"".join(chunks), dtype=np.uint64)
+    syscount.add_ops(kind, len(firsts), calls=io is None)
+    if not len(firsts):
+        return buf
+    run_of_key = np.repeat(np.arange(len(firsts)), ends - starts)
+    return buf[keys + (pos - firsts)[run_of_key]]
+
+
+def read_scattered(fd: int, keys, max_gap: int, max_len: int, kind: str,
+                   tolerate: frozenset[int] | None = None, io: Uring | None = None
+                   ) -> np.ndarray:
+    """:func:`read_entries` for keys in any order: sorted for the fewest runs,
+    the entries returned in the keys' order."""
+    k = np.asarray(keys, dtype=np.int64)
+    order = sorted_order(k)
+    sk = k if order is None else k[order]
+    got = read_entries(fd, sk, run_arrays(sk, max_gap, max_len), kind, tolerate, io)
+    if order is None:
+        return got
+    out = np.empty_like(got)
+    out[order] = got
+    return out
+
+
+def write_words(fd: int, offsets: np.ndarray, sizes: np.ndarray, words: np.ndarray,
+                kind: str, tolerate: frozenset[int], io: Uring | None = None) -> None:
+    """Write consecutive slices of ``words`` (``sizes`` words each) at the byte
+    ``offsets``: one write each, or one io_uring batch. Failures whose errno is
+    in ``tolerate`` are skipped."""
+    pos = np.cumsum(sizes) - sizes
+    if io is not None and len(sizes):
+        res = io.submit(IORING_OP_WRITE, fd, offsets.astype(np.uint64),
+                        (words.ctypes.data + pos * ENTRY_SIZE).astype(np.uint64),
+                        sizes * ENTRY_SIZE)
+        bad = [int(e) for e in -res[res < 0] if int(e) not in tolerate]
+        if bad:
+            raise OSError(bad[0], os.strerror(bad[0]))
+    else:
+        view = memoryview(words).cast("B")
+        lo = (pos * ENTRY_SIZE).tolist()
+        hi = ((pos + sizes) * ENTRY_SIZE).tolist()
+        for off, a, b in zip(offsets.tolist(), lo, hi, strict=True):
+            try:
+                os.pwrite(fd, view[a:b], off)
+            except OSError as e:
+                if e.errno not in tolerate:
+                    raise
+    syscount.add_ops(kind, len(sizes), calls=io is None)
+
+
+#: reading past the last frame of the bitmap or of kpageflags
+PAST_THE_END = frozenset({errno.ENXIO, errno.EINVAL})

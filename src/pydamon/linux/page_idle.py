@@ -18,12 +18,11 @@ reading tells which frames are still idle. Facts that shape this module:
 from __future__ import annotations
 
 import os
-from array import array
 
 import numpy as np
 
-from . import syscount
-from .batching import group_runs
+from .batching import PAST_THE_END, read_entries, read_scattered, run_arrays, write_words
+from .uring import Uring
 
 BITMAP_PATH = "/sys/kernel/mm/page_idle/bitmap"
 KPAGEFLAGS_PATH = "/proc/kpageflags"
@@ -34,8 +33,12 @@ MAX_CALL_BYTES = 4096
 MAX_RUN_WORDS = MAX_CALL_BYTES // WORD_SIZE
 #: zero words one bitmap write always carries to save a call: the kernel
 #: steps over each frame of a written span, so a word of zeros costs 64
-#: steps; measured under QEMU TCG, ~30 zero words cost as much as one call
-DEFAULT_WRITE_MAX_GAP_WORDS = 32
+#: steps; measured under QEMU TCG a zero word costs ~2.5 us and a call
+#: ~250 us, so gaps up to ~100 words cost no more carried than split
+DEFAULT_WRITE_MAX_GAP_WORDS = 96
+#: through io_uring a write is no system call of its own, only ~115 us of
+#: kernel work (measured under TCG): gaps up to ~46 words cost no more carried
+URING_WRITE_MAX_GAP_WORDS = 48
 #: at most this many bitmap writes per marked frame: wider gaps are carried
 #: (largest gaps split first) until the writes fit, for few calls per sample
 DEFAULT_WRITE_CALLS_PER_FRAME = 0.3
@@ -56,72 +59,76 @@ KPF_COMPOUND = KPF_COMPOUND_HEAD | KPF_COMPOUND_TAIL
 
 #: the largest folio a head is searched for, in frames (a PMD-sized THP)
 MAX_FOLIO_FRAMES = 512
+#: adjacent PMD-sized windows of kpageflags read by one call (32 KiB)
+WINDOWS_PER_READ = 8
 
 
-def word_masks(pfns: list[int]) -> dict[int, int]:
-    """Bitmap word -> bits of the given frames (negative frames are skipped)."""
-    masks: dict[int, int] = {}
-    get = masks.get
-    for p in pfns:
-        if p >= 0:
-            w = p >> 6
-            masks[w] = get(w, 0) | (1 << (p & 63))
-    return masks
+U64 = np.uint64
 
 
-def gap_for_budget(words: list[int], min_gap: int, max_calls: int) -> int:
+def word_masks(pfns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(sorted bitmap words, bits of the given frames in each); negative frames skipped."""
+    p = np.sort(np.asarray(pfns, dtype=np.int64))
+    p = p[np.searchsorted(p, 0):]
+    if not len(p):
+        return np.empty(0, np.int64), np.empty(0, U64)
+    words = p >> 6
+    bits = np.left_shift(U64(1), (p & 63).astype(U64))
+    firsts = np.flatnonzero(words[1:] != words[:-1]) + 1
+    firsts = np.concatenate(([0], firsts))
+    return words[firsts], np.bitwise_or.reduceat(bits, firsts)
+
+
+def gap_for_budget(words: np.ndarray, min_gap: int, max_calls: int) -> int:
     """The smallest gap (>= ``min_gap``) to carry so that sorted ``words`` need at
     most ``max_calls`` writes, not counting the one-page limit of a call."""
-    gaps = [b - a - 1 for a, b in zip(words, words[1:], strict=False)]
-    if sum(g > min_gap for g in gaps) < max_calls:
+    gaps = np.diff(np.asarray(words, dtype=np.int64)) - 1
+    if int(np.count_nonzero(gaps > min_gap)) < max_calls:
         return min_gap
-    gaps.sort(reverse=True)
-    return max(min_gap, gaps[max_calls - 1])
+    # splitting only at gaps wider than the max_calls-th widest leaves < max_calls breaks
+    return max(min_gap, int(np.partition(gaps, len(gaps) - max_calls)[len(gaps) - max_calls]))
 
 
-def build_write_spans(pfns: list[int], max_gap_words: int = DEFAULT_WRITE_MAX_GAP_WORDS,
-                      calls_per_frame: float | None = None) -> list[tuple[int, array]]:
-    """Bitmap writes marking ``pfns`` idle: (byte offset, 64-bit words) per call.
+def build_write_spans(pfns, max_gap_words: int = DEFAULT_WRITE_MAX_GAP_WORDS,
+                      calls_per_frame: float | None = None
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Bitmap writes marking ``pfns`` idle: (byte offset of each write, its
+    number of words, all writes' words one after the other).
 
     Words with at most ``max_gap_words`` zero words between them share a
     write; with ``calls_per_frame``, wider gaps are carried too until there
     are at most that many writes per frame (plus what the one-page limit adds).
     """
-    masks = word_masks(pfns)
-    words = sorted(masks)
+    words, masks = word_masks(pfns)
     if calls_per_frame is not None and len(words) > 1:
         max_calls = max(1, int(len(words) * calls_per_frame))
         max_gap_words = gap_for_budget(words, max_gap_words, max_calls)
-    out = []
-    for first, count, i, j in group_runs(words, max_gap_words, MAX_RUN_WORDS):
-        buf = array("Q", bytes(count * WORD_SIZE))
-        for k in range(i, j):
-            w = words[k]
-            buf[w - first] = masks[w]
-        out.append((first * WORD_SIZE, buf))
-    return out
+    firsts, counts, starts, ends = run_arrays(words, max_gap_words, MAX_RUN_WORDS)
+    out = np.zeros(int(counts.sum()), dtype=U64)
+    if len(words):
+        base = np.cumsum(counts) - counts - firsts  # word w of run r goes to w + base[r]
+        out[words + np.repeat(base, ends - starts)] = masks
+    return firsts * WORD_SIZE, counts, out
 
 
-def idle_from_reads(pfns: list[int], words: list[int], runs, chunks: list[bytes]) -> list[bool]:
-    """Whether each frame is idle, from the words each read run returned (-1 frames: False)."""
-    value: dict[int, int] = {}
-    for (first, _, i, j), data in zip(runs, chunks, strict=True):
-        got = memoryview(data[:len(data) // WORD_SIZE * WORD_SIZE]).cast("Q")
-        have = len(got)
-        for k in range(i, j):
-            off = words[k] - first
-            value[words[k]] = got[off] if off < have else 0
-    return [p >= 0 and bool((value[p >> 6] >> (p & 63)) & 1) for p in pfns]
+def split_spans(spans: tuple[np.ndarray, np.ndarray, np.ndarray]) -> list[tuple[int, np.ndarray]]:
+    """(byte offset, words) of each write of :func:`build_write_spans`."""
+    offsets, counts, words = spans
+    bounds = np.cumsum(counts).tolist()
+    return [(o, words[b - c:b]) for o, c, b in zip(offsets.tolist(), counts.tolist(), bounds,
+                                                     strict=True)]
 
 
 class IdleBitmap:
     """Marks frames idle and reads them back, with as few calls as the layout allows."""
 
     def __init__(self, fd: int, write_max_gap_words: int = DEFAULT_WRITE_MAX_GAP_WORDS,
-                 write_calls_per_frame: float | None = DEFAULT_WRITE_CALLS_PER_FRAME):
+                 write_calls_per_frame: float | None = DEFAULT_WRITE_CALLS_PER_FRAME,
+                 io: Uring | None = None):
         self.fd = fd
         self.write_max_gap_words = write_max_gap_words
         self.write_calls_per_frame = write_calls_per_frame
+        self.io = io
 
     @classmethod
     def open(cls, path: str = BITMAP_PATH) -> IdleBitmap:
@@ -132,56 +139,51 @@ class IdleBitmap:
             os.close(self.fd)
             self.fd = -1
 
-    def mark_idle(self, pfns: list[int]) -> None:
+    def mark_idle(self, pfns) -> None:
         """Mark the folios of ``pfns`` idle (negative entries are skipped)."""
-        spans = build_write_spans(pfns, self.write_max_gap_words, self.write_calls_per_frame)
-        fd = self.fd
-        for offset, words in spans:
-            try:
-                os.pwrite(fd, words, offset)
-            except OSError as e:
-                if e.errno != ENXIO:  # beyond the last frame: nothing there to mark
-                    raise
-        syscount.add("bitmap_write", len(spans))
+        if self.io is None:
+            spans = build_write_spans(pfns, self.write_max_gap_words, self.write_calls_per_frame)
+        else:  # calls are not the cost: carry only what is cheaper than another write
+            spans = build_write_spans(pfns, URING_WRITE_MAX_GAP_WORDS)
+        offsets, sizes, words = spans
+        # ENXIO: beyond the last frame, nothing there to mark
+        write_words(self.fd, offsets, sizes, words, "bitmap_write", frozenset({ENXIO}), self.io)
 
-    def read_idle(self, pfns: list[int]) -> list[bool]:
+    def read_idle(self, pfns) -> np.ndarray:
         """Whether each frame is still idle (negative, non-LRU and tail frames: False)."""
-        words = sorted({p >> 6 for p in pfns if p >= 0})
-        runs = group_runs(words, 0, MAX_RUN_WORDS)
-        fd = self.fd
-        chunks = []
-        for first, count, _, _ in runs:
-            try:
-                chunks.append(os.pread(fd, count * WORD_SIZE, first * WORD_SIZE))
-            except OSError as e:
-                if e.errno != ENXIO:
-                    raise
-                chunks.append(b"")
-        syscount.add("bitmap_read", len(runs))
-        return idle_from_reads(pfns, words, runs, chunks)
+        p = np.asarray(pfns, dtype=np.int64)
+        valid = p >= 0
+        words = np.unique(p[valid] >> 6)
+        runs = run_arrays(words, 0, MAX_RUN_WORDS)
+        got = read_entries(self.fd, words, runs, "bitmap_read", PAST_THE_END, self.io)
+        idle = np.zeros(len(p), dtype=bool)
+        pv = p[valid]
+        value = got[np.searchsorted(words, pv >> 6)]
+        idle[valid] = ((value >> (pv & 63).astype(U64)) & U64(1)).astype(bool)
+        return idle
 
 
-def block_info_of(window_start: int, flags: list[int] | np.ndarray, pfn: int
-                  ) -> tuple[int | None, bool]:
+def block_info_of(window_start: int, flags, pfn: int) -> tuple[int | None, bool]:
     """Head of the folio holding ``pfn`` and whether that folio is exactly the
     PMD-sized block ``window_start .. window_start+511``, from the block's flags."""
-    f = np.asarray(flags, dtype=np.uint64)
+    f = np.asarray(flags, dtype=U64)
     upto = min(pfn - window_start, len(f) - 1)
-    heads = np.flatnonzero(f[:upto + 1] & np.uint64(KPF_COMPOUND_HEAD))
+    heads = np.flatnonzero(f[:upto + 1] & U64(KPF_COMPOUND_HEAD))
     if not len(heads):
         return None, False
     head = window_start + int(heads[-1])
     whole = (head == window_start and len(f) == MAX_FOLIO_FRAMES
-             and bool(np.all(f[1:] & np.uint64(KPF_COMPOUND_TAIL))))
+             and bool(np.all(f[1:] & U64(KPF_COMPOUND_TAIL))))
     return head, whole
 
 
 class KPageFlags:
     """Reads ``/proc/kpageflags`` (64 flag bits per frame)."""
 
-    def __init__(self, fd: int, max_gap: int = 7):
+    def __init__(self, fd: int, max_gap: int = 7, io: Uring | None = None):
         self.fd = fd
         self.max_gap = max_gap
+        self.io = io
 
     @classmethod
     def open(cls, path: str = KPAGEFLAGS_PATH) -> KPageFlags:
@@ -192,37 +194,19 @@ class KPageFlags:
             os.close(self.fd)
             self.fd = -1
 
-    def read(self, pfns: list[int]) -> dict[int, int]:
-        """Flags of each frame; frames the kernel returns nothing for read NOPAGE."""
-        keys = sorted(set(pfns))
-        runs = group_runs(keys, self.max_gap, MAX_FOLIO_FRAMES)
-        out: dict[int, int] = {}
-        fd = self.fd
-        for first, count, i, j in runs:
-            try:
-                data = os.pread(fd, count * 8, first * 8)
-            except OSError:
-                data = b""
-            got = memoryview(data[:len(data) // 8 * 8]).cast("Q")
-            for k in range(i, j):
-                off = keys[k] - first
-                out[keys[k]] = got[off] if off < len(got) else KPF_NOPAGE
-        syscount.add("kpageflags", len(runs))
-        return out
+    def read(self, pfns) -> np.ndarray:
+        """Flags of each frame (uint64); frames the kernel returns nothing for read 0."""
+        return read_scattered(self.fd, pfns, self.max_gap, MAX_FOLIO_FRAMES, "kpageflags",
+                              io=self.io)
 
-    def block_info(self, pfn: int) -> tuple[int | None, bool]:
-        """Head of the (at most PMD-sized) folio holding ``pfn``, and whether that
-        folio is the whole naturally aligned PMD block: one read of 512 flags."""
-        start = pfn & ~(MAX_FOLIO_FRAMES - 1)
-        syscount.add("kpageflags")
-        try:
-            data = os.pread(self.fd, MAX_FOLIO_FRAMES * 8, start * 8)
-        except OSError:
-            return None, False
-        flags = np.frombuffer(data, dtype=np.uint64, count=len(data) // 8)
-        if len(flags) <= pfn - start:
-            return None, False
-        return block_info_of(start, flags, pfn)
+    def windows(self, starts) -> np.ndarray:
+        """Flags of the PMD-sized frame windows at ``starts`` (one row each):
+        one call per window, or per run of adjacent windows."""
+        s = np.asarray(starts, dtype=np.int64)
+        keys = (s[:, None] + np.arange(MAX_FOLIO_FRAMES)).ravel()
+        runs = run_arrays(keys, 0, MAX_FOLIO_FRAMES * WINDOWS_PER_READ)
+        got = read_entries(self.fd, keys, runs, "kpageflags", io=self.io)
+        return got.reshape(len(s), MAX_FOLIO_FRAMES)
 
 
 class FrameChecker:
@@ -234,9 +218,12 @@ class FrameChecker:
     not accessed); ``mark`` and ``accessed`` are the two halves of a sample.
     """
 
-    def __init__(self, bitmap: IdleBitmap, kpageflags: KPageFlags):
+    def __init__(self, bitmap: IdleBitmap, kpageflags: KPageFlags, io: Uring | None = None):
         self.bitmap = bitmap
         self.kpageflags = kpageflags
+        #: the io_uring the reads and writes of a sample go through (None: plain calls)
+        self.io = io
+        bitmap.io = kpageflags.io = io
         #: frames of the zero page(s): what reads of untouched memory map; never on the LRU
         self.zero_pfns: set[int] = set()
 
@@ -244,7 +231,7 @@ class FrameChecker:
     def open(cls) -> FrameChecker:
         bitmap = IdleBitmap.open()
         try:
-            return cls(bitmap, KPageFlags.open())
+            return cls(bitmap, KPageFlags.open(), Uring.open())
         except BaseException:
             bitmap.close()
             raise
@@ -252,32 +239,62 @@ class FrameChecker:
     def close(self) -> None:
         self.bitmap.close()
         self.kpageflags.close()
+        if self.io is not None:
+            self.io.close()
+            self.io = None
 
-    def resolve(self, pfns: list[int]) -> tuple[list[int], list[bool]]:
-        """(frame to check or -1, frame is in a PMD-sized folio) for each frame (>= 0)."""
-        flags = self.kpageflags.read(pfns)
-        check: list[int] = []
-        pmd: list[bool] = []
-        for p in pfns:
-            f = flags[p]
-            if not f & KPF_LRU:
-                if f & KPF_ZERO_PAGE:
-                    self.zero_pfns.add(p)
-                check.append(-1)
-                pmd.append(False)
-            elif f & KPF_COMPOUND:
-                head, whole = self.kpageflags.block_info(p)
-                check.append(-1 if head is None else head)
-                pmd.append(whole)
-            else:
-                check.append(p)
-                pmd.append(False)
+    def known_zero(self, pfns: np.ndarray) -> np.ndarray:
+        """Which of ``pfns`` are frames of a zero page seen before."""
+        if not self.zero_pfns:
+            return np.zeros(len(pfns), dtype=bool)
+        return np.isin(pfns, np.fromiter(self.zero_pfns, dtype=np.int64))
+
+    def resolve(self, pfns, whole_window: np.ndarray | None = None
+                ) -> tuple[np.ndarray, np.ndarray]:
+        """(frame to check or -1, frame is in a PMD-sized folio) for each frame (>= 0).
+
+        Frames flagged in ``whole_window`` (those whose virtual page sits at
+        the same offset in its 2 MiB block as the frame in its PMD-sized
+        window, as in a PMD-mapped huge page) get their whole window read at
+        once: one call tells both the frame's flags and its folio. The others
+        get their own flags first, and a window read only if compound.
+        """
+        p = np.asarray(pfns, dtype=np.int64)
+        n = len(p)
+        check = np.full(n, -1, dtype=np.int64)
+        pmd = np.zeros(n, dtype=bool)
+        if not n:
+            return check, pmd
+        win = np.zeros(n, dtype=bool) if whole_window is None else np.asarray(whole_window, bool)
+        flags = np.zeros(n, dtype=U64)
+        single = np.flatnonzero(~win)
+        if len(single):
+            flags[single] = self.kpageflags.read(p[single])
+        # compound frames among the singles need their window too
+        compound = (flags & U64(KPF_COMPOUND)) != 0
+        need = np.flatnonzero(win | (compound & (flags & U64(KPF_LRU) != 0)))
+        if len(need):
+            starts = p[need] & ~(MAX_FOLIO_FRAMES - 1)
+            uniq, inverse = np.unique(starts, return_inverse=True)
+            rows = self.kpageflags.windows(uniq)
+            for k, i in enumerate(need.tolist()):
+                row = rows[inverse[k]]
+                flags[i] = row[p[i] - uniq[inverse[k]]]
+                if flags[i] & U64(KPF_LRU) and flags[i] & U64(KPF_COMPOUND):
+                    head, whole = block_info_of(int(uniq[inverse[k]]), row, int(p[i]))
+                    check[i] = -1 if head is None else head
+                    pmd[i] = whole
+        lru = (flags & U64(KPF_LRU)) != 0
+        plain = lru & ((flags & U64(KPF_COMPOUND)) == 0)
+        check[plain] = p[plain]
+        zero = np.flatnonzero(~lru & ((flags & U64(KPF_ZERO_PAGE)) != 0))
+        self.zero_pfns.update(p[zero].tolist())
         return check, pmd
 
-    def mark(self, check_pfns: list[int]) -> None:
+    def mark(self, check_pfns) -> None:
         self.bitmap.mark_idle(check_pfns)
 
-    def accessed(self, check_pfns: list[int]) -> list[bool]:
+    def accessed(self, check_pfns) -> np.ndarray:
         """Accessed since ``mark``: a checked frame that is no longer idle."""
-        idle = self.bitmap.read_idle(check_pfns)
-        return [p >= 0 and not i for p, i in zip(check_pfns, idle, strict=True)]
+        p = np.asarray(check_pfns, dtype=np.int64)
+        return (p >= 0) & ~self.bitmap.read_idle(p)

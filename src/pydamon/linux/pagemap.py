@@ -8,16 +8,14 @@ one ``pread``.
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 
-from . import syscount
-from .batching import group_runs
+from .batching import ENTRY_SIZE as ENTRY_SIZE
+from .batching import read_scattered
+from .uring import Uring
 
 PAGE_SHIFT = 12
 PAGE_SIZE = 1 << PAGE_SHIFT
-ENTRY_SIZE = 8
 PFN_MASK = (1 << 55) - 1
 PM_EXCLUSIVE = 1 << 56
 PM_FILE = 1 << 61
@@ -33,55 +31,36 @@ DEFAULT_MAX_GAP_PAGES = 256
 MAX_RUN_PAGES = 1 << 16
 
 
-def frame_of(entry: int) -> int:
-    """The frame number of a present page, -1 for a page not present."""
-    return entry & PFN_MASK if entry >> 63 else -1
-
-
-def entries_from_runs(pages: list[int], runs, chunks: list[bytes]) -> list[int]:
-    """Entries of ``pages`` from what each run's read returned (short reads: not present)."""
-    out: list[int] = []
-    append = out.append
-    for (first, _, i, j), data in zip(runs, chunks, strict=True):
-        if len(data) == ENTRY_SIZE and j - i == 1:
-            append(int.from_bytes(data, "little"))
-            continue
-        data = data[:len(data) // ENTRY_SIZE * ENTRY_SIZE]
-        words = memoryview(data).cast("Q")
-        have = len(words)
-        for k in range(i, j):
-            off = pages[k] - first
-            append(words[off] if off < have else 0)
-    return out
+def frames_of(entries: np.ndarray) -> np.ndarray:
+    """Frame numbers of present pages, -1 for pages not present (int64)."""
+    pfns = (entries & np.uint64(PFN_MASK)).astype(np.int64)
+    pfns[(entries >> np.uint64(63)) == 0] = -1
+    return pfns
 
 
 class PagemapReader:
-    """Reads the entries of a list of virtual pages of one process with few calls."""
+    """Reads the entries of a set of virtual pages of one process with few calls."""
 
-    def __init__(self, fd: int, max_gap_pages: int = DEFAULT_MAX_GAP_PAGES):
+    def __init__(self, fd: int, max_gap_pages: int = DEFAULT_MAX_GAP_PAGES,
+                 io: Uring | None = None):
         self.fd = fd
         self.max_gap_pages = max_gap_pages
+        #: batches the reads of one call into one io_uring_enter when set
+        self.io = io
 
-    def read_entries(self, pages: list[int]) -> list[int]:
-        """Raw entries of ``pages`` (in order; sorted input reads fewest times).
+    def read_entries(self, pages) -> np.ndarray:
+        """Raw entries (uint64) of ``pages``, in their order.
 
         Pages the kernel returns nothing for (beyond the address space, the
         process gone) read as 0: not present.
         """
-        runs = group_runs(pages, self.max_gap_pages, MAX_RUN_PAGES)
-        fd = self.fd
-        chunks = []
-        for first, count, _, _ in runs:
-            try:
-                chunks.append(os.pread(fd, count * ENTRY_SIZE, first * ENTRY_SIZE))
-            except OSError:
-                chunks.append(b"")  # the process exited: not present
-        syscount.add("pagemap", len(runs))
-        return entries_from_runs(pages, runs, chunks)
+        # every failure (the process gone) reads as not present
+        return read_scattered(self.fd, pages, self.max_gap_pages, MAX_RUN_PAGES, "pagemap",
+                              io=self.io)
 
-    def frames(self, addrs: list[int]) -> list[int]:
+    def frames(self, addrs) -> np.ndarray:
         """Frame number of the page at each address, -1 where none is present."""
-        return [frame_of(e) for e in self.read_entries([a >> PAGE_SHIFT for a in addrs])]
+        return frames_of(self.read_entries(np.asarray(addrs, dtype=np.int64) >> PAGE_SHIFT))
 
     def read_range(self, first_page: int, count: int) -> np.ndarray:
         """Raw entries of ``count`` consecutive pages from ``first_page`` (uint64).
@@ -89,18 +68,5 @@ class PagemapReader:
         One read per :data:`MAX_RUN_PAGES` entries; what the kernel returns
         nothing for (beyond the address space, the process gone) reads 0.
         """
-        out = np.zeros(max(count, 0), dtype=np.uint64)
-        done = 0
-        while done < count:
-            n = min(count - done, MAX_RUN_PAGES)
-            try:
-                data = os.pread(self.fd, n * ENTRY_SIZE, (first_page + done) * ENTRY_SIZE)
-            except OSError:
-                data = b""
-            syscount.add("pagemap")
-            got = np.frombuffer(data, dtype="<u8", count=len(data) // ENTRY_SIZE)
-            out[done:done + len(got)] = got
-            if len(got) < n:
-                break  # short read: nothing more there
-            done += n
-        return out
+        return self.read_entries(np.arange(first_page, first_page + max(count, 0),
+                                           dtype=np.int64))

@@ -84,7 +84,7 @@ class PaddrOps(IdlePageOps):
         frames = self.frames
         if frames is None:
             return
-        check, _ = frames.resolve([a >> PAGE_SHIFT for a in addrs.tolist()])
+        check, _ = frames.resolve(np.asarray(addrs, np.int64) >> PAGE_SHIFT)
         target.handle = check
         frames.mark(check)
 
@@ -92,7 +92,7 @@ class PaddrOps(IdlePageOps):
         check = target.handle
         if self.frames is None or check is None or len(check) != len(addrs):
             return np.zeros(len(addrs), bool)
-        return np.array(self.frames.accessed(check), dtype=bool)
+        return self.frames.accessed(check)
 
     def apply_scheme(self, ctx: Context, target: Target, start: int, end: int,
                      scheme: Scheme) -> tuple[int, int]:

@@ -13,12 +13,11 @@ interval. What the kernel's own vaddr does, and how this follows it:
   one sample interval that share a folio share one frame check;
 * a frame off the LRU (the zero page, driver memory) is not accessed.
 
-To keep system calls per region-sample low, what kind of memory backs each
-2 MiB block of a process (small pages or one PMD-mapped huge page) is
-remembered for ``block_kind_ttl_s`` and at least ``block_kind_ttl_samples``
-samples (checked at update intervals), so kpageflags is read only when a
-block is first sampled. A huge page collapsed later in a block remembered
-as small pages reads as accessed until then.
+To keep system calls per region-sample low, what backs each 2 MiB block of
+a process (small pages or one PMD-mapped huge page) is remembered
+(:mod:`.block_kinds`), so ``/proc/kpageflags`` is read when a block is first
+sampled, when its layout visibly changes, and, for huge blocks, again after
+``block_kind_ttl_s`` (a few blocks per sample).
 
 Targets are held through a pidfd and a descriptor of their ``/proc/PID``
 directory opened while the pidfd shows the process alive, so a reused PID
@@ -32,6 +31,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar
 
@@ -40,8 +40,9 @@ import numpy as np
 from ..core.damos import Action, Scheme
 from ..errors import DamonError, einval
 from ..linux import numa, pidfd, procfs
-from ..linux.page_idle import KPageFlags
-from ..linux.pagemap import MAX_RUN_PAGES, PAGE_SHIFT, PAGE_SIZE, PFN_MASK, PagemapReader
+from ..linux.page_idle import KPageFlags, block_info_of
+from ..linux.pagemap import MAX_RUN_PAGES, PAGE_SHIFT, PAGE_SIZE, PFN_MASK, PagemapReader, frames_of
+from .block_kinds import BLOCK_PAGES, BLOCK_SHIFT, HUGE, SMALL, UNKNOWN, BlockKinds
 from .idle_page import IdlePageOps
 
 if TYPE_CHECKING:
@@ -50,11 +51,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("pydamon.ops.vaddr")
 
-BLOCK_SHIFT = 21  # a PMD-sized huge page covers 2 MiB
-BLOCK_PAGES = 1 << (BLOCK_SHIFT - PAGE_SHIFT)
-_SMALL = 0  # the block was backed by small pages when last looked at
-_HUGE = 1  # the block is one PMD-mapped huge page
-_UNKNOWN = -1
+_SMALL, _HUGE, _UNKNOWN = SMALL, HUGE, UNKNOWN
 
 #: how each action is applied to another process's memory
 ACTION_ADVICE: dict[Action, int] = {
@@ -89,13 +86,18 @@ class ProcessHandle:
     proc_dir: int
     pagemap_fd: int
     pagemap: PagemapReader
-    #: 2 MiB block number -> _SMALL or _HUGE, forgotten every update interval
-    blocks: dict[int, int] = field(default_factory=dict)
+    #: what backs each 2 MiB block, as last learned
+    kinds: BlockKinds = field(default_factory=BlockKinds)
     #: the frame each sampled address is checked through (-1: counted not accessed)
-    check_pfns: list[int] = field(default_factory=list)
+    check_pfns: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
     exited: bool = False
     madvise_errors: int = 0
     migrate_errors: int = 0
+
+    @property
+    def blocks(self) -> dict[int, int]:
+        """{2 MiB block number: SMALL or HUGE} of the blocks learned."""
+        return self.kinds.as_dict()
 
     def close(self) -> None:
         for fd in (self.pagemap_fd, self.proc_dir, self.pidfd):
@@ -188,9 +190,11 @@ def migration_chunks(reader: PagemapReader, kpageflags: KPageFlags | None,
                     & inside[span].reshape(nb, BLOCK_PAGES).any(axis=1)
                     & (bp[:, 0] % BLOCK_PAGES == 0)
                     & (np.diff(bp, axis=1) == 1).all(axis=1))
-            for j in np.flatnonzero(cand).tolist():
-                head_pfn = int(bp[j, 0])
-                head, whole = kpageflags.block_info(head_pfn)
+            found = np.flatnonzero(cand)
+            heads = bp[found, 0]
+            rows = kpageflags.windows(heads) if len(found) else ()
+            for j, head_pfn, row in zip(found.tolist(), heads.tolist(), rows, strict=True):
+                head, whole = block_info_of(head_pfn, row, head_pfn)
                 if head == head_pfn and whole:
                     first = off + j * BLOCK_PAGES
                     take[first:first + BLOCK_PAGES] = False
@@ -316,11 +320,11 @@ class VaddrOps(IdlePageOps):
         {Action.PAGEOUT, Action.MIGRATE_COLD})
     hot_first_actions: ClassVar[frozenset[Action]] = frozenset({Action.MIGRATE_HOT})
 
-    #: how long what backs a 2 MiB block is remembered: forgotten at the first
-    #: update interval after this long and this many samples (so that finding
-    #: out again costs a small share of the calls, however slow the machine)
-    block_kind_ttl_s: float = 10.0
-    block_kind_ttl_samples: int = 200
+    #: how long a huge block's head is trusted before kpageflags is read
+    #: again (a huge page split in place shows nothing in the pagemap)
+    block_kind_ttl_s: float = 30.0
+    #: at most this share of a sample's regions re-learn stale blocks
+    relearn_share: float = 0.02
 
     unsupported_why: ClassVar[dict[Action, str]] = UNSUPPORTED_WHY
 
@@ -328,8 +332,12 @@ class VaddrOps(IdlePageOps):
         super().__init__()
         #: where the NUMA node lists (``online``, ``has_memory``) are read
         self.node_dir = numa.NODE_DIR
-        self._blocks_learned_ns: int | None = None
-        self._samples_since_forget = 0
+        #: the kdamond's clock, for the age of what is known of each block
+        self._clock_ns: Callable[[], int] | None = None
+
+    def init(self, ctx: Context) -> None:
+        super().init(ctx)
+        self._clock_ns = ctx.clock.now_ns
 
     def rejection(self, scheme: Scheme) -> str | None:
         why = super().rejection(scheme)
@@ -351,26 +359,12 @@ class VaddrOps(IdlePageOps):
             return f"NUMA node {nid} has no memory to migrate pages to"
         return None
 
-    # -- lifecycle ---------------------------------------------------------------
-    def update(self, ctx: Context) -> None:
-        # what backs each block may have changed (khugepaged, splits, reclaim)
-        now = ctx.clock.now_ns()
-        if self._blocks_learned_ns is None:
-            self._blocks_learned_ns = now
-        if (now - self._blocks_learned_ns < self.block_kind_ttl_s * 1e9
-                or self._samples_since_forget < self.block_kind_ttl_samples):
-            return
-        self._blocks_learned_ns = now
-        self._samples_since_forget = 0
-        for t in ctx.targets:
-            if t.handle is not None:
-                t.handle.blocks.clear()
-
     def attach(self, target: Target) -> None:
-        self._ready()
+        frames = self._ready()
         if target.handle is not None:
             return
         target.handle = open_process(target.pid)
+        target.handle.pagemap.io = frames.io  # its reads join the sample's batches
 
     def detach(self, target: Target) -> None:
         h = target.handle
@@ -405,59 +399,64 @@ class VaddrOps(IdlePageOps):
         if h is None:
             return
         if h.exited or self.frames is None:
-            h.check_pfns = [-1] * len(addrs)
+            h.check_pfns = np.full(len(addrs), -1, np.int64)
             return
-        h.check_pfns = self._check_frames(h, addrs.tolist())
+        h.check_pfns = self._check_frames(h, np.asarray(addrs, np.int64), self._now_ns())
         self.frames.mark(h.check_pfns)
-        self._samples_since_forget += 1
 
     def check_accesses(self, target: Target, addrs: np.ndarray) -> np.ndarray:
         h: ProcessHandle | None = target.handle
         if h is None or self.frames is None or len(h.check_pfns) != len(addrs):
             return np.zeros(len(addrs), bool)
-        return np.array(self.frames.accessed(h.check_pfns), dtype=bool)
+        return self.frames.accessed(h.check_pfns)
 
-    def _check_frames(self, h: ProcessHandle, addrs: list[int]) -> list[int]:
+    def _now_ns(self) -> int:
+        return self._clock_ns() if self._clock_ns is not None else 0
+
+    def _check_frames(self, h: ProcessHandle, addrs: np.ndarray, now_ns: int) -> np.ndarray:
         """The frame to check for each sampled address (-1: counted not accessed)."""
         frames = self.frames
         assert frames is not None
-        known = h.blocks
-        get = known.get
-        kinds = [get(a >> BLOCK_SHIFT, _UNKNOWN) for a in addrs]
-        # a known huge page is checked through its first page: its head
-        query = [(a >> BLOCK_SHIFT) << BLOCK_SHIFT if k == _HUGE else a
-                 for a, k in zip(addrs, kinds, strict=True)]
-        check = h.pagemap.frames(query)
-        zero = frames.zero_pfns
-        new: list[int] = []
-        for i, (k, p) in enumerate(zip(kinds, check, strict=True)):
-            if p < 0:
-                continue
-            if k == _HUGE:
-                if p & 511:
-                    # the first page is no longer a 2 MiB aligned head: the huge
-                    # page is gone; look at the block again from this sample
-                    known.pop(addrs[i] >> BLOCK_SHIFT, None)
-                    kinds[i] = _UNKNOWN
-                    check[i] = h.pagemap.frames([addrs[i]])[0]
-                    if check[i] >= 0:
-                        new.append(i)
-            elif p in zero:
-                check[i] = -1
-            elif k == _UNKNOWN:
-                new.append(i)
-        if new:
-            sampled = [check[i] for i in new]
-            resolved, pmd = frames.resolve(sampled)
-            for i, p, r, whole in zip(new, sampled, resolved, pmd, strict=True):
-                check[i] = r
-                if r < 0:
-                    continue  # off the LRU: nothing learned about the block
-                a = addrs[i]
-                if whole and p - r == (a >> 12) & 511:
-                    known[a >> BLOCK_SHIFT] = _HUGE  # PMD-mapped: frames follow addresses
-                elif r == p and not whole:
-                    known[a >> BLOCK_SHIFT] = _SMALL
+        cache = h.kinds
+        pages = addrs >> PAGE_SHIFT
+        blocks = addrs >> BLOCK_SHIFT
+        offset = pages & (BLOCK_PAGES - 1)
+        kind, frame, learned_ns = cache.entries(blocks)
+        huge = kind == HUGE
+        stale = np.flatnonzero(huge & (now_ns - learned_ns > self.block_kind_ttl_s * 1e9))
+        if len(stale):
+            stale = stale[:max(1, int(len(addrs) * self.relearn_share))]
+            huge[stale] = False
+            kind[stale] = UNKNOWN
+        # a huge block is translated through its first page: its head, while it lasts
+        pfn = frames_of(h.pagemap.read_entries(np.where(huge, blocks << (BLOCK_SHIFT - PAGE_SHIFT),
+                                                        pages)))
+        check = np.full(len(addrs), -1, np.int64)
+        head_ok = huge & (pfn == frame)
+        check[head_ok] = frame[head_ok]
+        moved = np.flatnonzero(huge & ~head_ok)
+        if len(moved):  # the huge page is gone or another: look at this sample afresh
+            cache.forget(blocks[moved])
+            kind[moved] = UNKNOWN
+            pfn[moved] = frames_of(h.pagemap.read_entries(pages[moved]))
+        present = ~head_ok & (pfn >= 0)
+        present &= ~frames.known_zero(pfn)  # untouched memory: the zero page, never accessed
+        window_start = pfn - offset
+        aligned = present & ((window_start & (BLOCK_PAGES - 1)) == 0)
+        small = present & (kind == SMALL) & ~(aligned & (window_start != frame))
+        check[small] = pfn[small]
+        learn = np.flatnonzero(present & ~small)
+        if len(learn):
+            resolved, whole = frames.resolve(pfn[learn], whole_window=aligned[learn])
+            check[learn] = resolved
+            lpfn = pfn[learn]
+            is_huge = whole & (resolved == window_start[learn])
+            is_small = ~whole & (resolved == lpfn)
+            sel = is_huge | is_small
+            cache.learn(blocks[learn][sel], np.where(is_huge, HUGE, SMALL)[sel],
+                        np.where(is_huge, resolved,
+                                 np.where(aligned[learn], window_start[learn], -1))[sel],
+                        now_ns)
         return check
 
     # -- DAMOS -----------------------------------------------------------------------
@@ -514,6 +513,3 @@ class FvaddrOps(VaddrOps):
 
     name: ClassVar[str] = "fvaddr"
     auto_regions: ClassVar[bool] = False
-
-    def update(self, ctx: Context) -> None:
-        super().update(ctx)  # still forget what backs each block; the regions stay
