@@ -90,6 +90,10 @@ class ProcessHandle:
     kinds: BlockKinds = field(default_factory=BlockKinds)
     #: the frame each sampled address is checked through (-1: counted not accessed)
     check_pfns: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
+    #: samples checked through a remembered huge page head without a pagemap read
+    unverified: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
+    #: samples prepared so far (which remembered heads are translated anyway rotates)
+    nr_samples: int = 0
     exited: bool = False
     madvise_errors: int = 0
     migrate_errors: int = 0
@@ -325,6 +329,11 @@ class VaddrOps(IdlePageOps):
     block_kind_ttl_s: float = 30.0
     #: at most this share of a sample's regions re-learn stale blocks
     relearn_share: float = 0.02
+    #: a sample in a remembered huge block is checked through its head without
+    #: reading the pagemap, but one in this many is translated anyway (in
+    #: rotation), so a mapping that changed while its huge page lives on (a
+    #: copy-on-write after fork, mremap) is noticed within a few samples
+    huge_verify_every: int = 8
 
     unsupported_why: ClassVar[dict[Action, str]] = UNSUPPORTED_WHY
 
@@ -400,6 +409,7 @@ class VaddrOps(IdlePageOps):
             return
         if h.exited or self.frames is None:
             h.check_pfns = np.full(len(addrs), -1, np.int64)
+            h.unverified = np.empty(0, np.int64)
             return
         h.check_pfns = self._check_frames(h, np.asarray(addrs, np.int64), self._now_ns())
         self.frames.mark(h.check_pfns)
@@ -408,7 +418,19 @@ class VaddrOps(IdlePageOps):
         h: ProcessHandle | None = target.handle
         if h is None or self.frames is None or len(h.check_pfns) != len(addrs):
             return np.zeros(len(addrs), bool)
-        return self.frames.accessed(h.check_pfns)
+        accessed = self.frames.accessed(h.check_pfns)
+        suspect = h.unverified[accessed[h.unverified]] if len(h.unverified) else h.unverified
+        if len(suspect):
+            # A head read accessed: is the huge page still mapped there? A freed
+            # frame (swapped out, migrated, unmapped) loses its idle flag, so it
+            # reads accessed whatever happened; the kernel would find no such page.
+            blocks = np.asarray(addrs, np.int64)[suspect] >> BLOCK_SHIFT
+            now = frames_of(h.pagemap.read_entries(blocks << (BLOCK_SHIFT - PAGE_SHIFT)))
+            gone = now != h.check_pfns[suspect]
+            if np.any(gone):
+                accessed[suspect[gone]] = False
+                h.kinds.forget(blocks[gone])
+        return accessed
 
     def _now_ns(self) -> int:
         return self._clock_ns() if self._clock_ns is not None else 0
@@ -428,10 +450,22 @@ class VaddrOps(IdlePageOps):
             stale = stale[:max(1, int(len(addrs) * self.relearn_share))]
             huge[stale] = False
             kind[stale] = UNKNOWN
-        # a huge block is translated through its first page: its head, while it lasts
-        pfn = frames_of(h.pagemap.read_entries(np.where(huge, blocks << (BLOCK_SHIFT - PAGE_SHIFT),
-                                                        pages)))
+        # A remembered huge block is checked through its head. An idle bit still
+        # set on it means the folio was neither freed nor accessed since it was
+        # marked; only an accessed reading needs the translation confirmed
+        # (check_accesses), and one sample in huge_verify_every is translated now.
+        rotation = (np.arange(len(addrs)) + h.nr_samples) % self.huge_verify_every == 0
+        trusted = huge & ~rotation
+        huge &= rotation
+        h.nr_samples += 1
+        h.unverified = np.flatnonzero(trusted)
         check = np.full(len(addrs), -1, np.int64)
+        check[trusted] = frame[trusted]
+        # the others are translated; a huge block through its first page: its head
+        query = np.flatnonzero(~trusted)
+        pfn = np.full(len(addrs), -1, np.int64)
+        pfn[query] = frames_of(h.pagemap.read_entries(
+            np.where(huge, blocks << (BLOCK_SHIFT - PAGE_SHIFT), pages)[query]))
         head_ok = huge & (pfn == frame)
         check[head_ok] = frame[head_ok]
         moved = np.flatnonzero(huge & ~head_ok)
@@ -439,7 +473,7 @@ class VaddrOps(IdlePageOps):
             cache.forget(blocks[moved])
             kind[moved] = UNKNOWN
             pfn[moved] = frames_of(h.pagemap.read_entries(pages[moved]))
-        present = ~head_ok & (pfn >= 0)
+        present = ~head_ok & ~trusted & (pfn >= 0)
         present &= ~frames.known_zero(pfn)  # untouched memory: the zero page, never accessed
         window_start = pfn - offset
         aligned = present & ((window_start & (BLOCK_PAGES - 1)) == 0)
