@@ -236,11 +236,16 @@ def test_migrate_counts_what_moved_and_passes_what_is_elsewhere(mixed, monkeypat
     assert fake.moves() == [603]
 
 
-def test_migrate_batches_at_most_4096_pages_a_call(tmp_path, monkeypatch):
+def ten_thousand_small_pages(tmp_path) -> tuple[FakeKernel, Proc]:
+    """A process with small pages 1000..10999 mapped."""
     k = FakeKernel(tmp_path, nr_frames=1 << 16)
     for v in range(1000, 11_000):
         k.map_small(v, 3 * v)
-    p = Proc(tmp_path, k, [(1000, 11_000)])
+    return k, Proc(tmp_path, k, [(1000, 11_000)])
+
+
+def test_migrate_batches_at_most_4096_pages_a_call(tmp_path, monkeypatch):
+    k, p = ten_thousand_small_pages(tmp_path)
     try:
         fake = FakeNuma({v: 0 for v in k.page_of}).install(monkeypatch)
         assert p.apply(0, 20_000)[0] == 10_000 * PAGE
@@ -313,10 +318,7 @@ def test_a_process_gone_counts_nothing_and_is_logged(mixed, monkeypatch, caplog)
 
 
 def test_what_moved_before_the_process_went_still_counts(tmp_path, monkeypatch):
-    k = FakeKernel(tmp_path, nr_frames=1 << 16)
-    for v in range(1000, 11_000):
-        k.map_small(v, 3 * v)
-    p = Proc(tmp_path, k, [(1000, 11_000)])
+    k, p = ten_thousand_small_pages(tmp_path)
     try:
         fake = FakeNuma({v: 0 for v in k.page_of}).install(monkeypatch)
         moves = fake.move_pages

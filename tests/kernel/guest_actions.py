@@ -142,14 +142,7 @@ def anon_huge_kib(pid: int, start: int, end: int) -> int:
 
 
 def apply_once(w, action: Action, start: int, end: int) -> int:
-    ctx = Context("vaddr", ATTRS, [Target(pid=w.pid)], [Scheme(action=action)])
-    t = ctx.targets[0]
-    ctx.ops.attach(t)
-    try:
-        return ctx.ops.apply_scheme(ctx, t, start, end, ctx.schemes[0])[0]
-    finally:
-        ctx.ops.detach(t)
-        ctx.ops.cleanup(ctx)
+    return apply_scheme_once(w, Scheme(action=action), start, end)
 
 
 def test_hugepage_collapses_small_pages_through_madv_collapse(real_kernel):
