@@ -17,7 +17,11 @@ To keep system calls per region-sample low, what backs each 2 MiB block of
 a process (small pages or one PMD-mapped huge page) is remembered
 (:mod:`.block_kinds`), so ``/proc/kpageflags`` is read when a block is first
 sampled, when its layout visibly changes, and, for huge blocks, again after
-``block_kind_ttl_s`` (a few blocks per sample).
+``block_kind_ttl_s`` (a few blocks per sample). A sample in a remembered
+huge block is checked through its head without a pagemap read: a set idle
+bit means the folio was neither freed nor accessed since marked; an accessed
+reading is confirmed through the pagemap (a freed frame reads accessed), and
+one sample in ``huge_verify_every`` is translated anyway.
 
 Targets are held through a pidfd and a descriptor of their ``/proc/PID``
 directory opened while the pidfd shows the process alive, so a reused PID
