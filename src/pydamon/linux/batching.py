@@ -44,23 +44,23 @@ def run_arrays(keys, max_gap: int, max_len: int
     n = len(k)
     if not n:
         return k, k, k, k
-    d = np.diff(k)
+    d = k[1:] - k[:-1]
     brk = (d < 0) | (d > max_gap + 1)
     starts = np.empty(int(np.count_nonzero(brk)) + 1, np.int64)
     starts[0] = 0
-    starts[1:] = np.flatnonzero(brk) + 1
+    starts[1:] = brk.nonzero()[0] + 1
     ends = np.empty_like(starts)
     ends[:-1] = starts[1:]
     ends[-1] = n
     firsts, lasts = k[starts], k[ends - 1]
-    long = np.flatnonzero(lasts - firsts >= max_len)
+    long = (lasts - firsts >= max_len).nonzero()[0]
     if len(long):  # longer than one call may move: cut greedily (rare)
         cut_starts: list[int] = []
         for r in long.tolist():
             i, j = int(starts[r]), int(ends[r])
             while i < j:
                 cut_starts.append(i)
-                i += int(np.searchsorted(k[i:j], k[i] + max_len))
+                i += int(k[i:j].searchsorted(k[i] + max_len))
         starts = np.union1d(starts, cut_starts).astype(np.int64)
         ends = np.append(starts[1:], n)
         firsts, lasts = k[starts], k[ends - 1]
@@ -76,7 +76,7 @@ def group_runs(keys, max_gap: int, max_len: int) -> list[Run]:
 
 def sorted_order(keys: np.ndarray) -> np.ndarray | None:
     """The permutation that sorts ``keys``, or None when they already are."""
-    if len(keys) > 1 and bool(np.any(keys[1:] < keys[:-1])):
+    if len(keys) > 1 and bool((keys[1:] < keys[:-1]).any()):
         return np.argsort(keys, kind="stable")
     return None
 
@@ -90,7 +90,7 @@ def read_entries(fd: int, keys: np.ndarray, runs, kind: str,
     errno is in ``tolerate``; every errno when ``tolerate`` is None) read 0.
     """
     firsts, counts, starts, ends = runs
-    pos = np.cumsum(counts) - counts
+    pos = counts.cumsum() - counts
     if io is not None and len(firsts):
         buf = np.zeros(int(counts.sum()), dtype=np.uint64)
         res = io.submit(IORING_OP_READ, fd, (firsts * ENTRY_SIZE).astype(np.uint64),
@@ -118,7 +118,7 @@ def read_entries(fd: int, keys: np.ndarray, runs, kind: str,
     syscount.add_ops(kind, len(firsts), calls=io is None)
     if not len(firsts):
         return buf
-    run_of_key = np.repeat(np.arange(len(firsts)), ends - starts)
+    run_of_key = (np.arange(len(firsts))).repeat(ends - starts)
     return buf[keys + (pos - firsts)[run_of_key]]
 
 
@@ -143,7 +143,7 @@ def write_words(fd: int, offsets: np.ndarray, sizes: np.ndarray, words: np.ndarr
     """Write consecutive slices of ``words`` (``sizes`` words each) at the byte
     ``offsets``: one write each, or one io_uring batch. Failures whose errno is
     in ``tolerate`` are skipped."""
-    pos = np.cumsum(sizes) - sizes
+    pos = sizes.cumsum() - sizes
     if io is not None and len(sizes):
         res = io.submit(IORING_OP_WRITE, fd, offsets.astype(np.uint64),
                         (words.ctypes.data + pos * ENTRY_SIZE).astype(np.uint64),

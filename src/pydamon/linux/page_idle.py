@@ -69,12 +69,12 @@ U64 = np.uint64
 def word_masks(pfns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(sorted bitmap words, bits of the given frames in each); negative frames skipped."""
     p = np.sort(np.asarray(pfns, dtype=np.int64))
-    p = p[np.searchsorted(p, 0):]
+    p = p[p.searchsorted(0):]
     if not len(p):
         return np.empty(0, np.int64), np.empty(0, U64)
     words = p >> 6
     bits = np.left_shift(U64(1), (p & 63).astype(U64))
-    firsts = np.flatnonzero(words[1:] != words[:-1]) + 1
+    firsts = (words[1:] != words[:-1]).nonzero()[0] + 1
     firsts = np.concatenate(([0], firsts))
     return words[firsts], np.bitwise_or.reduceat(bits, firsts)
 
@@ -82,7 +82,8 @@ def word_masks(pfns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def gap_for_budget(words: np.ndarray, min_gap: int, max_calls: int) -> int:
     """The smallest gap (>= ``min_gap``) to carry so that sorted ``words`` need at
     most ``max_calls`` writes, not counting the one-page limit of a call."""
-    gaps = np.diff(np.asarray(words, dtype=np.int64)) - 1
+    words = np.asarray(words, dtype=np.int64)
+    gaps = words[1:] - words[:-1] - 1
     if int(np.count_nonzero(gaps > min_gap)) < max_calls:
         return min_gap
     # splitting only at gaps wider than the max_calls-th widest leaves < max_calls breaks
@@ -106,15 +107,15 @@ def build_write_spans(pfns, max_gap_words: int = DEFAULT_WRITE_MAX_GAP_WORDS,
     firsts, counts, starts, ends = run_arrays(words, max_gap_words, MAX_RUN_WORDS)
     out = np.zeros(int(counts.sum()), dtype=U64)
     if len(words):
-        base = np.cumsum(counts) - counts - firsts  # word w of run r goes to w + base[r]
-        out[words + np.repeat(base, ends - starts)] = masks
+        base = counts.cumsum() - counts - firsts  # word w of run r goes to w + base[r]
+        out[words + base.repeat(ends - starts)] = masks
     return firsts * WORD_SIZE, counts, out
 
 
 def split_spans(spans: tuple[np.ndarray, np.ndarray, np.ndarray]) -> list[tuple[int, np.ndarray]]:
     """(byte offset, words) of each write of :func:`build_write_spans`."""
     offsets, counts, words = spans
-    bounds = np.cumsum(counts).tolist()
+    bounds = counts.cumsum().tolist()
     return [(o, words[b - c:b]) for o, c, b in zip(offsets.tolist(), counts.tolist(), bounds,
                                                      strict=True)]
 
@@ -153,12 +154,14 @@ class IdleBitmap:
         """Whether each frame is still idle (negative, non-LRU and tail frames: False)."""
         p = np.asarray(pfns, dtype=np.int64)
         valid = p >= 0
-        words = np.unique(p[valid] >> 6)
+        words = np.sort(p[valid] >> 6)
+        if len(words) > 1:
+            words = words[np.concatenate(([True], words[1:] != words[:-1]))]
         runs = run_arrays(words, 0, MAX_RUN_WORDS)
         got = read_entries(self.fd, words, runs, "bitmap_read", PAST_THE_END, self.io)
         idle = np.zeros(len(p), dtype=bool)
         pv = p[valid]
-        value = got[np.searchsorted(words, pv >> 6)]
+        value = got[words.searchsorted(pv >> 6)]
         idle[valid] = ((value >> (pv & 63).astype(U64)) & U64(1)).astype(bool)
         return idle
 
@@ -168,12 +171,12 @@ def block_info_of(window_start: int, flags, pfn: int) -> tuple[int | None, bool]
     PMD-sized block ``window_start .. window_start+511``, from the block's flags."""
     f = np.asarray(flags, dtype=U64)
     upto = min(pfn - window_start, len(f) - 1)
-    heads = np.flatnonzero(f[:upto + 1] & U64(KPF_COMPOUND_HEAD))
+    heads = (f[:upto + 1] & U64(KPF_COMPOUND_HEAD)).nonzero()[0]
     if not len(heads):
         return None, False
     head = window_start + int(heads[-1])
     whole = (head == window_start and len(f) == MAX_FOLIO_FRAMES
-             and bool(np.all(f[1:] & U64(KPF_COMPOUND_TAIL))))
+             and bool((f[1:] & U64(KPF_COMPOUND_TAIL)).all()))
     return head, whole
 
 
@@ -247,7 +250,10 @@ class FrameChecker:
         """Which of ``pfns`` are frames of a zero page seen before."""
         if not self.zero_pfns:
             return np.zeros(len(pfns), dtype=bool)
-        return np.isin(pfns, np.fromiter(self.zero_pfns, dtype=np.int64))
+        hit = np.zeros(len(pfns), dtype=bool)
+        for z in self.zero_pfns:  # one or two frames
+            hit |= pfns == z
+        return hit
 
     def resolve(self, pfns, whole_window: np.ndarray | None = None
                 ) -> tuple[np.ndarray, np.ndarray]:
@@ -267,12 +273,12 @@ class FrameChecker:
             return check, pmd
         win = np.zeros(n, dtype=bool) if whole_window is None else np.asarray(whole_window, bool)
         flags = np.zeros(n, dtype=U64)
-        single = np.flatnonzero(~win)
+        single = (~win).nonzero()[0]
         if len(single):
             flags[single] = self.kpageflags.read(p[single])
         # compound frames among the singles need their window too
         compound = (flags & U64(KPF_COMPOUND)) != 0
-        need = np.flatnonzero(win | (compound & (flags & U64(KPF_LRU) != 0)))
+        need = (win | (compound & (flags & U64(KPF_LRU) != 0))).nonzero()[0]
         if len(need):
             starts = p[need] & ~(MAX_FOLIO_FRAMES - 1)
             uniq, inverse = np.unique(starts, return_inverse=True)
@@ -287,7 +293,7 @@ class FrameChecker:
         lru = (flags & U64(KPF_LRU)) != 0
         plain = lru & ((flags & U64(KPF_COMPOUND)) == 0)
         check[plain] = p[plain]
-        zero = np.flatnonzero(~lru & ((flags & U64(KPF_ZERO_PAGE)) != 0))
+        zero = (~lru & ((flags & U64(KPF_ZERO_PAGE)) != 0)).nonzero()[0]
         self.zero_pfns.update(p[zero].tolist())
         return check, pmd
 

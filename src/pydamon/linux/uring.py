@@ -120,10 +120,12 @@ class Uring:
         self._cq_mask = int(self._cq_words[co.ring_mask // 4])
         self._cqes = np.frombuffer(cq, CQE_DTYPE, count=p.cq_entries,
                                    offset=co.dropped_or_cqes)
-        self._sqes = np.frombuffer(sqes, SQE_DTYPE)
-        self._sqes["ioprio"] = 0
-        self._sqes["rw_flags"] = 0
-        self._sqes["tail"] = b"\0" * 24
+        # each SQE as 8 little-endian words: [opcode|flags|ioprio|fd], off, addr,
+        # [len|rw_flags], user_data, then zeros (buf_index, personality, ...)
+        self._sqes = np.frombuffer(sqes, np.uint64).reshape(-1, 8)
+        self._sqes[:] = 0
+        # each CQE as 2 words: user_data, [res|flags]
+        self._cq_pairs = self._cqes.view(np.uint64).reshape(-1, 2)
 
     @classmethod
     def open(cls, entries: int = 1024) -> Uring | None:
@@ -155,7 +157,7 @@ class Uring:
 
     def close(self) -> None:
         # drop the numpy views first: a mapping with views on it cannot be closed
-        self._sq_words = self._cq_words = self._cqes = self._sqes = None
+        self._sq_words = self._cq_words = self._cqes = self._sqes = self._cq_pairs = None
         for m in self._maps:
             try:
                 m.close()
@@ -175,19 +177,23 @@ class Uring:
         """
         n = len(offsets)
         res = np.empty(n, np.int64)
+        # the first word of every SQE: opcode, IOSQE_ASYNC, ioprio 0, fd
+        word0 = np.uint64(opcode | IOSQE_ASYNC << 8 | (fd & 0xFFFFFFFF) << 32)
+        lens = np.broadcast_to(np.asarray(lens, np.uint64), (n,))
         done = 0
         while done < n:
             k = min(n - done, self.sq_entries)
             tail = int(self._sq_words[self._sq_tail])
-            slots = (tail + np.arange(k)) & self._sq_mask
-            sqes = self._sqes
-            sqes["opcode"][slots] = opcode
-            sqes["flags"][slots] = IOSQE_ASYNC
-            sqes["fd"][slots] = fd
-            sqes["off"][slots] = offsets[done:done + k]
-            sqes["addr"][slots] = addrs[done:done + k]
-            sqes["len"][slots] = lens[done:done + k] if np.ndim(lens) else lens
-            sqes["user_data"][slots] = np.arange(done, done + k, dtype=np.uint64)
+            rows = np.zeros((k, 8), np.uint64)
+            rows[:, 0] = word0
+            rows[:, 1] = offsets[done:done + k]
+            rows[:, 2] = addrs[done:done + k]
+            rows[:, 3] = lens[done:done + k]
+            rows[:, 4] = np.arange(done, done + k, dtype=np.uint64)
+            first = tail & self._sq_mask
+            wrap = min(k, self.sq_entries - first)
+            self._sqes[first:first + wrap] = rows[:wrap]
+            self._sqes[:k - wrap] = rows[wrap:]
             # the SQEs are written before the tail that publishes them (x86 keeps
             # stores in order; the kernel reads the tail with acquire semantics)
             self._sq_words[self._sq_tail] = (tail + k) & 0xFFFFFFFF
@@ -197,8 +203,14 @@ class Uring:
             while got < k:  # woken early (a signal): wait for the rest
                 self._enter(0, k - got)
                 got = (int(self._cq_words[self._cq_tail]) - head) & 0xFFFFFFFF
-            cqes = self._cqes[(head + np.arange(k)) & self._cq_mask]
-            res[cqes["user_data"].astype(np.int64)] = cqes["res"]
+            first = head & self._cq_mask
+            wrap = min(k, len(self._cq_pairs) - first)
+            pairs = self._cq_pairs[first:first + wrap]
+            if wrap < k:
+                pairs = np.concatenate((pairs, self._cq_pairs[:k - wrap]))
+            # res is the low 32 bits of the second word, signed
+            res[pairs[:, 0].astype(np.int64)] = (pairs[:, 1] & np.uint64(0xFFFFFFFF)).astype(
+                np.uint32).view(np.int32)
             self._cq_words[self._cq_head] = (head + k) & 0xFFFFFFFF
             done += k
         return res

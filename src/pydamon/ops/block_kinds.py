@@ -49,7 +49,7 @@ class BlockKinds:
         """Index of each block in the arrays, -1 for blocks not known."""
         if not len(self.blocks):
             return np.full(len(blocks), -1, np.int64)
-        idx = np.searchsorted(self.blocks, blocks)
+        idx = self.blocks.searchsorted(blocks)
         idx[idx == len(self.blocks)] = 0
         return np.where(self.blocks[idx] == blocks, idx, -1)
 
@@ -57,7 +57,7 @@ class BlockKinds:
         """(kind, frame, time learned) of each block; UNKNOWN, -1, 0 for blocks not known."""
         idx = self.lookup(blocks)
         known = idx >= 0
-        if not np.any(known):
+        if not known.any():
             n = len(blocks)
             return np.full(n, UNKNOWN, np.int8), np.full(n, -1, np.int64), np.zeros(n, np.int64)
         safe = np.where(known, idx, 0)
@@ -79,7 +79,7 @@ class BlockKinds:
         self.frame[idx[old]] = frames[old]
         self.learned_ns[idx[old]] = now_ns
         new = ~old
-        if np.any(new):
+        if new.any():
             b = np.concatenate([self.blocks, blocks[new]])
             order = np.argsort(b, kind="stable")
             self.blocks = b[order]

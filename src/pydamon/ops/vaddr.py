@@ -198,7 +198,7 @@ def migration_chunks(reader: PagemapReader, kpageflags: KPageFlags | None,
                     & inside[span].reshape(nb, BLOCK_PAGES).any(axis=1)
                     & (bp[:, 0] % BLOCK_PAGES == 0)
                     & (np.diff(bp, axis=1) == 1).all(axis=1))
-            found = np.flatnonzero(cand)
+            found = cand.nonzero()[0]
             heads = bp[found, 0]
             rows = kpageflags.windows(heads) if len(found) else ()
             for j, head_pfn, row in zip(found.tolist(), heads.tolist(), rows, strict=True):
@@ -257,7 +257,7 @@ def migrate_batch(pid: int, addrs: np.ndarray, sizes: np.ndarray, nid: int) -> i
             small = unknown & ~big
             if small.any():
                 moved[small] = numa.page_nodes(pid, a[small]) == nid
-            for i in np.flatnonzero(unknown & big).tolist():
+            for i in (unknown & big).nonzero()[0].tolist():
                 pages = a[i] + np.arange(0, int(sz[i]), PAGE_SIZE, dtype=np.uint64)
                 extra += int((numa.page_nodes(pid, pages) == nid).sum()) * PAGE_SIZE
         except OSError:
@@ -431,7 +431,7 @@ class VaddrOps(IdlePageOps):
             blocks = np.asarray(addrs, np.int64)[suspect] >> BLOCK_SHIFT
             now = frames_of(h.pagemap.read_entries(blocks << (BLOCK_SHIFT - PAGE_SHIFT)))
             gone = now != h.check_pfns[suspect]
-            if np.any(gone):
+            if gone.any():
                 accessed[suspect[gone]] = False
                 h.kinds.forget(blocks[gone])
         return accessed
@@ -449,7 +449,7 @@ class VaddrOps(IdlePageOps):
         offset = pages & (BLOCK_PAGES - 1)
         kind, frame, learned_ns = cache.entries(blocks)
         huge = kind == HUGE
-        stale = np.flatnonzero(huge & (now_ns - learned_ns > self.block_kind_ttl_s * 1e9))
+        stale = (huge & (now_ns - learned_ns > self.block_kind_ttl_s * 1e9)).nonzero()[0]
         if len(stale):
             stale = stale[:max(1, int(len(addrs) * self.relearn_share))]
             huge[stale] = False
@@ -462,17 +462,17 @@ class VaddrOps(IdlePageOps):
         trusted = huge & ~rotation
         huge &= rotation
         h.nr_samples += 1
-        h.unverified = np.flatnonzero(trusted)
+        h.unverified = trusted.nonzero()[0]
         check = np.full(len(addrs), -1, np.int64)
         check[trusted] = frame[trusted]
         # the others are translated; a huge block through its first page: its head
-        query = np.flatnonzero(~trusted)
+        query = (~trusted).nonzero()[0]
         pfn = np.full(len(addrs), -1, np.int64)
         pfn[query] = frames_of(h.pagemap.read_entries(
             np.where(huge, blocks << (BLOCK_SHIFT - PAGE_SHIFT), pages)[query]))
         head_ok = huge & (pfn == frame)
         check[head_ok] = frame[head_ok]
-        moved = np.flatnonzero(huge & ~head_ok)
+        moved = (huge & ~head_ok).nonzero()[0]
         if len(moved):  # the huge page is gone or another: look at this sample afresh
             cache.forget(blocks[moved])
             kind[moved] = UNKNOWN
@@ -483,7 +483,7 @@ class VaddrOps(IdlePageOps):
         aligned = present & ((window_start & (BLOCK_PAGES - 1)) == 0)
         small = present & (kind == SMALL) & ~(aligned & (window_start != frame))
         check[small] = pfn[small]
-        learn = np.flatnonzero(present & ~small)
+        learn = (present & ~small).nonzero()[0]
         if len(learn):
             resolved, whole = frames.resolve(pfn[learn], whole_window=aligned[learn])
             check[learn] = resolved
