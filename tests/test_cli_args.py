@@ -86,7 +86,21 @@ def test_several_schemes_pair_options_in_order():
     assert (s.quota.sz, s.quota.reset_interval_ms) == (1 << 20, 1000)
 
 
+def test_migrate_actions_take_their_target_node_as_damo_does():
+    args = parse("--damos_action", "migrate_cold", "1", "--damos_access_rate", "0%", "0%",
+                 "--damos_action", "stat")
+    s0, s1 = schemes_from_args(args, attrs_from_args(args))
+    assert (s0.action, s0.target_nid) == (Action.MIGRATE_COLD, 1)
+    assert (s1.action, s1.target_nid) == (Action.STAT, -1)
+    [s] = schemes_from_args(parse("--schemes", '[{"action": "migrate_hot", "target_nid": 0}]'),
+                            attrs_from_args(parse()))
+    assert (s.action, s.target_nid) == (Action.MIGRATE_HOT, 0)
+
+
 @pytest.mark.parametrize("argv,msg", [
+    (("--damos_action", "migrate_cold"), "needs one numeric target node"),
+    (("--damos_action", "migrate_hot", "x"), "is not a number"),
+    (("--damos_action", "pageout", "1"), "takes no more arguments"),
     (("--damos_access_rate", "0%", "5%"), "needs a --damos_action"),
     (("--damos_action", "explode"), "unknown DAMOS action"),
     (("--damos_action", "stat", "--damos_access_rate", "50%", "10%"), "min > max"),

@@ -69,8 +69,10 @@ def add_monitoring_args(p: argparse.ArgumentParser, *, default_update: str = "1s
 
 def add_damos_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("DAMOS scheme parameters (as damo's; repeat per scheme)")
-    g.add_argument("--damos_action", action="append", metavar="<action>",
-                   help="action of a new scheme: " + ", ".join(a.value for a in Action))
+    g.add_argument("--damos_action", action="append", nargs="+",
+                   metavar=("<action>", "<target_nid>"),
+                   help="action of a new scheme: " + ", ".join(a.value for a in Action)
+                        + "; migrate_hot and migrate_cold take the destination node too")
     g.add_argument("--damos_access_rate", action="append", nargs=2, metavar=("<min>", "<max>"),
                    help="access rate range, percent (0%% 5%%) or samples (3samples)")
     g.add_argument("--damos_sz_region", action="append", nargs=2, metavar=("<min>", "<max>"),
@@ -147,6 +149,8 @@ class SchemeSpec:
     quota_reset_ms: int | None = None
     weights: tuple[int, int, int] = (0, 0, 0)
     wmarks: Watermarks = field(default_factory=Watermarks)
+    #: the NUMA node migrate_hot/migrate_cold move pages to (-1: none given)
+    target_nid: int = -1
 
     def build(self, attrs: MonitoringAttrs) -> Scheme:
         try:
@@ -180,6 +184,7 @@ class SchemeSpec:
                         weight_sz=self.weights[0], weight_nr_accesses=self.weights[1],
                         weight_age=self.weights[2]),
             wmarks=self.wmarks,
+            target_nid=self.target_nid,
         )
 
 
@@ -189,6 +194,26 @@ def _action(text: str) -> Action:
     except ValueError:
         raise ArgsError(f"unknown DAMOS action {text!r}; use one of: "
                         + ", ".join(a.value for a in Action)) from None
+
+
+MIGRATE_ACTIONS = (Action.MIGRATE_HOT, Action.MIGRATE_COLD)
+
+
+def _target_nid(action: Action, rest: list[str]) -> int:
+    """The destination node given after a migrate action (as damo takes it)."""
+    if action not in MIGRATE_ACTIONS:
+        if rest:
+            raise ArgsError(f"--damos_action {action.value} takes no more arguments "
+                            f"(got {' '.join(rest)})")
+        return -1
+    if len(rest) != 1:
+        raise ArgsError(f"--damos_action {action.value} needs one numeric target node "
+                        f"(e.g. --damos_action {action.value} 1)")
+    try:
+        return int(rest[0])
+    except ValueError:
+        raise ArgsError(f"--damos_action {action.value}: target node {rest[0]!r} is not "
+                        f"a number") from None
 
 
 def _pick(values: list | None, i: int, name: str, nr_schemes: int):
@@ -213,7 +238,8 @@ def scheme_specs_from_args(args: argparse.Namespace) -> list[SchemeSpec]:
     n = len(actions)
     try:
         for i, act in enumerate(actions):
-            spec = SchemeSpec(action=_action(act))
+            spec = SchemeSpec(action=_action(act[0]))
+            spec.target_nid = _target_nid(spec.action, act[1:])
             if (v := _pick(args.damos_access_rate, i, "--damos_access_rate", n)) is not None:
                 spec.access = (v[0], v[1])
             if (v := _pick(args.damos_sz_region, i, "--damos_sz_region", n)) is not None:
@@ -284,6 +310,8 @@ def scheme_specs_from_json(text: str) -> list[SchemeSpec]:
     try:
         for kv in data:
             spec = SchemeSpec(action=_action(kv.get("action", "stat")))
+            if kv.get("target_nid") is not None:
+                spec.target_nid = int(kv["target_nid"])
             ap = kv.get("access_pattern", {})
             if "sz_bytes" in ap:
                 spec.sz = (parse_size(ap["sz_bytes"]["min"]), parse_size(ap["sz_bytes"]["max"]))
