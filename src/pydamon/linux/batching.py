@@ -45,11 +45,11 @@ def run_arrays(keys, max_gap: int, max_len: int
     if not n:
         return k, k, k, k
     d = k[1:] - k[:-1]
-    brk = (d < 0) | (d > max_gap + 1)
-    starts = np.empty(int(np.count_nonzero(brk)) + 1, np.int64)
+    after = ((d < 0) | (d > max_gap + 1)).nonzero()[0]
+    starts = np.empty(len(after) + 1, np.int64)
     starts[0] = 0
-    starts[1:] = brk.nonzero()[0] + 1
-    ends = np.empty_like(starts)
+    starts[1:] = after + 1
+    ends = np.empty(len(starts), np.int64)
     ends[:-1] = starts[1:]
     ends[-1] = n
     firsts, lasts = k[starts], k[ends - 1]
@@ -74,6 +74,12 @@ def group_runs(keys, max_gap: int, max_len: int) -> list[Run]:
                     strict=True))
 
 
+def address_of(a: np.ndarray) -> int:
+    """Where an array's data starts (cheaper than ``a.ctypes.data``, which builds
+    a ctypes object: this runs for every batch of every sample)."""
+    return a.__array_interface__["data"][0]
+
+
 def sorted_order(keys: np.ndarray) -> np.ndarray | None:
     """The permutation that sorts ``keys``, or None when they already are."""
     if len(keys) > 1 and bool((keys[1:] < keys[:-1]).any()):
@@ -94,7 +100,7 @@ def read_entries(fd: int, keys: np.ndarray, runs, kind: str,
     if io is not None and len(firsts):
         buf = np.zeros(int(counts.sum()), dtype=np.uint64)
         res = io.submit(IORING_OP_READ, fd, (firsts * ENTRY_SIZE).astype(np.uint64),
-                        (buf.ctypes.data + pos * ENTRY_SIZE).astype(np.uint64),
+                        (address_of(buf) + pos * ENTRY_SIZE).astype(np.uint64),
                         counts * ENTRY_SIZE)
         failed = res[res < 0]
         if len(failed) and tolerate is not None:
@@ -133,7 +139,7 @@ def read_scattered(fd: int, keys, max_gap: int, max_len: int, kind: str,
     got = read_entries(fd, sk, run_arrays(sk, max_gap, max_len), kind, tolerate, io)
     if order is None:
         return got
-    out = np.empty_like(got)
+    out = np.empty(len(got), got.dtype)
     out[order] = got
     return out
 
@@ -146,7 +152,7 @@ def write_words(fd: int, offsets: np.ndarray, sizes: np.ndarray, words: np.ndarr
     pos = sizes.cumsum() - sizes
     if io is not None and len(sizes):
         res = io.submit(IORING_OP_WRITE, fd, offsets.astype(np.uint64),
-                        (words.ctypes.data + pos * ENTRY_SIZE).astype(np.uint64),
+                        (address_of(words) + pos * ENTRY_SIZE).astype(np.uint64),
                         sizes * ENTRY_SIZE)
         bad = [int(e) for e in -res[res < 0] if int(e) not in tolerate]
         if bad:

@@ -84,7 +84,7 @@ def gap_for_budget(words: np.ndarray, min_gap: int, max_calls: int) -> int:
     most ``max_calls`` writes, not counting the one-page limit of a call."""
     words = np.asarray(words, dtype=np.int64)
     gaps = words[1:] - words[:-1] - 1
-    if int(np.count_nonzero(gaps > min_gap)) < max_calls:
+    if int((gaps > min_gap).sum()) < max_calls:
         return min_gap
     # splitting only at gaps wider than the max_calls-th widest leaves < max_calls breaks
     return max(min_gap, int(np.partition(gaps, len(gaps) - max_calls)[len(gaps) - max_calls]))

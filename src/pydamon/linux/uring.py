@@ -179,7 +179,7 @@ class Uring:
         res = np.empty(n, np.int64)
         # the first word of every SQE: opcode, IOSQE_ASYNC, ioprio 0, fd
         word0 = np.uint64(opcode | IOSQE_ASYNC << 8 | (fd & 0xFFFFFFFF) << 32)
-        lens = np.broadcast_to(np.asarray(lens, np.uint64), (n,))
+        lens = np.asarray(lens, np.uint64)
         done = 0
         while done < n:
             k = min(n - done, self.sq_entries)
@@ -188,7 +188,7 @@ class Uring:
             rows[:, 0] = word0
             rows[:, 1] = offsets[done:done + k]
             rows[:, 2] = addrs[done:done + k]
-            rows[:, 3] = lens[done:done + k]
+            rows[:, 3] = lens[done:done + k] if lens.ndim else lens
             rows[:, 4] = np.arange(done, done + k, dtype=np.uint64)
             first = tail & self._sq_mask
             wrap = min(k, self.sq_entries - first)
