@@ -151,7 +151,15 @@ def start_workload(size_mib: int, thp: bool, workdir: str) -> tuple[subprocess.P
 
 
 # -- the kernel's DAMON --------------------------------------------------------------------
+def is_guest_kernel() -> bool:
+    """Only the guest's own kernel (../shared/guest) may have its DAMON driven."""
+    return os.uname().release.endswith(GUEST_RELEASE_SUFFIX)
+
+
 def run_kernel(pid: int, attrs: Attrs, nr_aggregations: int) -> MonitorResult:
+    # the host's DAMON belongs to its operators: never write its sysfs
+    if not is_guest_kernel():
+        raise RuntimeError(f"refusing to write {ADMIN}: this is not the guest kernel")
     kd = f"{ADMIN}/kdamonds/0"
     write(f"{ADMIN}/kdamonds/nr_kdamonds", 1)
     write(f"{kd}/contexts/nr_contexts", 1)
@@ -426,7 +434,7 @@ def check_bars(rows: list[Row]) -> list[str]:
 # -- drivers -------------------------------------------------------------------------------
 def in_guest(args: argparse.Namespace) -> int:
     # the kernel DAMON half writes its sysfs: only ever on the guest's own kernel
-    if not os.uname().release.endswith(GUEST_RELEASE_SUFFIX):
+    if not is_guest_kernel():
         print("refusing to drive a kernel DAMON: this is not the guest kernel", file=sys.stderr)
         return 2
     sys.path.insert(0, str(REPO / "src"))
