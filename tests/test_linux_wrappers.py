@@ -268,6 +268,24 @@ def test_block_info_finds_heads_and_whole_pmd_folios():
     assert page_idle.block_info_of(0, [tail] * 512, 5) == (None, False)
 
 
+def test_folio_heads_of_many_windows_at_once_agree_with_a_scan():
+    head, tail = page_idle.KPF_COMPOUND_HEAD, page_idle.KPF_COMPOUND_TAIL
+    rng = random.Random(7)
+    layouts = [[head] + [tail] * 511, ([head] + [tail] * 127) * 4, [0] * 512,
+               [0] * 100 + [head] + [tail] * 411]
+    starts, rows, pfns = [], [], []
+    for _ in range(40):
+        starts.append(512 * rng.randrange(1000))
+        rows.append(rng.choice(layouts))
+        pfns.append(starts[-1] + rng.randrange(512))
+    heads, whole = page_idle.folio_heads(np.array(starts), np.array(rows, np.uint64),
+                                         np.array(pfns))
+    for s0, row, p, h, w in zip(starts, rows, pfns, heads.tolist(), whole.tolist(), strict=True):
+        before = [i for i in range(p - s0 + 1) if row[i] & head]
+        assert h == (s0 + before[-1] if before else -1)
+        assert w == (row is layouts[0])
+
+
 @pytest.fixture
 def fake_vaddr(tmp_path, io):
     k = FakeKernel(tmp_path)

@@ -166,18 +166,30 @@ class IdleBitmap:
         return idle
 
 
+def folio_heads(starts: np.ndarray, rows: np.ndarray, pfns: np.ndarray
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """For each frame ``pfns[i]`` of the window that starts at ``starts[i]`` and
+    whose flags are ``rows[i]``: the head of its folio (-1: no head at or before
+    it in the window) and whether that folio is exactly the PMD-sized window."""
+    rows = np.asarray(rows, dtype=U64)
+    k, width = rows.shape
+    if not width:
+        return np.full(k, -1, np.int64), np.zeros(k, bool)
+    # the index of the last head at or before each frame of each window
+    is_head = (rows & U64(KPF_COMPOUND_HEAD)) != 0
+    last = np.maximum.accumulate(np.where(is_head, np.arange(width), -1), axis=1)
+    h = last[np.arange(k), np.minimum(pfns - starts, width - 1)]
+    heads = np.where(h >= 0, starts + h, -1)
+    whole = ((h == 0) & (width == MAX_FOLIO_FRAMES)
+             & ((rows[:, 1:] & U64(KPF_COMPOUND_TAIL)) != 0).all(axis=1))
+    return heads, whole
+
+
 def block_info_of(window_start: int, flags, pfn: int) -> tuple[int | None, bool]:
-    """Head of the folio holding ``pfn`` and whether that folio is exactly the
-    PMD-sized block ``window_start .. window_start+511``, from the block's flags."""
-    f = np.asarray(flags, dtype=U64)
-    upto = min(pfn - window_start, len(f) - 1)
-    heads = (f[:upto + 1] & U64(KPF_COMPOUND_HEAD)).nonzero()[0]
-    if not len(heads):
-        return None, False
-    head = window_start + int(heads[-1])
-    whole = (head == window_start and len(f) == MAX_FOLIO_FRAMES
-             and bool((f[1:] & U64(KPF_COMPOUND_TAIL)).all()))
-    return head, whole
+    """:func:`folio_heads` of one frame: (head or None, whole PMD-sized folio)."""
+    heads, whole = folio_heads(np.array([window_start]), np.asarray(flags, U64)[None, :],
+                               np.array([pfn]))
+    return (None if heads[0] < 0 else int(heads[0])), bool(whole[0])
 
 
 class KPageFlags:
@@ -282,14 +294,14 @@ class FrameChecker:
         if len(need):
             starts = p[need] & ~(MAX_FOLIO_FRAMES - 1)
             uniq, inverse = np.unique(starts, return_inverse=True)
-            rows = self.kpageflags.windows(uniq)
-            for k, i in enumerate(need.tolist()):
-                row = rows[inverse[k]]
-                flags[i] = row[p[i] - uniq[inverse[k]]]
-                if flags[i] & U64(KPF_LRU) and flags[i] & U64(KPF_COMPOUND):
-                    head, whole = block_info_of(int(uniq[inverse[k]]), row, int(p[i]))
-                    check[i] = -1 if head is None else head
-                    pmd[i] = whole
+            rows = self.kpageflags.windows(uniq)[inverse]
+            flags[need] = rows[np.arange(len(need)), p[need] - starts]
+            nf = flags[need]
+            folio = ((nf & U64(KPF_LRU)) != 0) & ((nf & U64(KPF_COMPOUND)) != 0)
+            if folio.any():
+                heads, whole = folio_heads(starts[folio], rows[folio], p[need][folio])
+                check[need[folio]] = heads
+                pmd[need[folio]] = whole
         lru = (flags & U64(KPF_LRU)) != 0
         plain = lru & ((flags & U64(KPF_COMPOUND)) == 0)
         check[plain] = p[plain]

@@ -44,7 +44,7 @@ import numpy as np
 from ..core.damos import Action, Scheme
 from ..errors import DamonError, einval
 from ..linux import numa, pidfd, procfs
-from ..linux.page_idle import KPageFlags, block_info_of
+from ..linux.page_idle import KPageFlags, folio_heads
 from ..linux.pagemap import MAX_RUN_PAGES, PAGE_SHIFT, PAGE_SIZE, PFN_MASK, PagemapReader, frames_of
 from .block_kinds import BLOCK_PAGES, BLOCK_SHIFT, HUGE, SMALL, UNKNOWN, BlockKinds
 from .idle_page import IdlePageOps
@@ -199,11 +199,10 @@ def migration_chunks(reader: PagemapReader, kpageflags: KPageFlags | None,
                     & (bp[:, 0] % BLOCK_PAGES == 0)
                     & (np.diff(bp, axis=1) == 1).all(axis=1))
             found = cand.nonzero()[0]
-            heads = bp[found, 0]
-            rows = kpageflags.windows(heads) if len(found) else ()
-            for j, head_pfn, row in zip(found.tolist(), heads.tolist(), rows, strict=True):
-                head, whole = block_info_of(head_pfn, row, head_pfn)
-                if head == head_pfn and whole:
+            if len(found):
+                starts = bp[found, 0]
+                heads, whole = folio_heads(starts, kpageflags.windows(starts), starts)
+                for j in found[(heads == starts) & whole].tolist():
                     first = off + j * BLOCK_PAGES
                     take[first:first + BLOCK_PAGES] = False
                     huge.append((b0 + j * BLOCK_PAGES) << PAGE_SHIFT)
