@@ -42,11 +42,11 @@ IORING_OP_WRITE = 23
 #: skip the non-blocking first try: procfs and sysfs files always punt to io-wq
 IOSQE_ASYNC = 1 << 4
 
-SQE_DTYPE = np.dtype([("opcode", "u1"), ("flags", "u1"), ("ioprio", "<u2"), ("fd", "<i4"),
-                      ("off", "<u8"), ("addr", "<u8"), ("len", "<u4"), ("rw_flags", "<u4"),
-                      ("user_data", "<u8"), ("tail", "V24")])
-CQE_DTYPE = np.dtype([("user_data", "<u8"), ("res", "<i4"), ("flags", "<u4")])
-assert SQE_DTYPE.itemsize == 64 and CQE_DTYPE.itemsize == 16
+#: an SQE is 8 little-endian words: [opcode u8 | flags u8 | ioprio u16 | fd s32],
+#: offset, buffer address, [len u32 | rw_flags u32], user_data, then 3 words of 0
+SQE_WORDS = 8
+#: a CQE is 2 words: user_data, [res s32 | flags u32]
+CQE_WORDS = 2
 
 
 class _RingOffsets(ctypes.Structure):
@@ -93,7 +93,7 @@ class Uring:
     def _map_rings(self, p: _Params) -> None:
         so, co = p.sq_off, p.cq_off
         sq_size = so.array_or_flags + p.sq_entries * 4
-        cq_size = co.dropped_or_cqes + p.cq_entries * CQE_DTYPE.itemsize
+        cq_size = co.dropped_or_cqes + p.cq_entries * CQE_WORDS * 8
         rw = mmap.PROT_READ | mmap.PROT_WRITE
         if p.features & IORING_FEAT_SINGLE_MMAP:
             sq = cq = mmap.mmap(self.fd, max(sq_size, cq_size), mmap.MAP_SHARED, rw,
@@ -104,7 +104,7 @@ class Uring:
             self._maps.append(sq)
             cq = mmap.mmap(self.fd, cq_size, mmap.MAP_SHARED, rw, offset=IORING_OFF_CQ_RING)
             self._maps.append(cq)
-        sqes = mmap.mmap(self.fd, p.sq_entries * SQE_DTYPE.itemsize, mmap.MAP_SHARED, rw,
+        sqes = mmap.mmap(self.fd, p.sq_entries * SQE_WORDS * 8, mmap.MAP_SHARED, rw,
                          offset=IORING_OFF_SQES)
         self._maps.append(sqes)
         self.sq_entries = p.sq_entries
@@ -118,14 +118,10 @@ class Uring:
         self._cq_head = co.head // 4
         self._cq_tail = co.tail // 4
         self._cq_mask = int(self._cq_words[co.ring_mask // 4])
-        self._cqes = np.frombuffer(cq, CQE_DTYPE, count=p.cq_entries,
-                                   offset=co.dropped_or_cqes)
-        # each SQE as 8 little-endian words: [opcode|flags|ioprio|fd], off, addr,
-        # [len|rw_flags], user_data, then zeros (buf_index, personality, ...)
-        self._sqes = np.frombuffer(sqes, np.uint64).reshape(-1, 8)
+        self._cq_pairs = np.frombuffer(cq, np.uint64, count=p.cq_entries * CQE_WORDS,
+                                       offset=co.dropped_or_cqes).reshape(-1, CQE_WORDS)
+        self._sqes = np.frombuffer(sqes, np.uint64).reshape(-1, SQE_WORDS)
         self._sqes[:] = 0
-        # each CQE as 2 words: user_data, [res|flags]
-        self._cq_pairs = self._cqes.view(np.uint64).reshape(-1, 2)
 
     @classmethod
     def open(cls, entries: int = 1024) -> Uring | None:
@@ -157,7 +153,7 @@ class Uring:
 
     def close(self) -> None:
         # drop the numpy views first: a mapping with views on it cannot be closed
-        self._sq_words = self._cq_words = self._cqes = self._sqes = self._cq_pairs = None
+        self._sq_words = self._cq_words = self._sqes = self._cq_pairs = None
         for m in self._maps:
             try:
                 m.close()
@@ -184,7 +180,7 @@ class Uring:
         while done < n:
             k = min(n - done, self.sq_entries)
             tail = int(self._sq_words[self._sq_tail])
-            rows = np.zeros((k, 8), np.uint64)
+            rows = np.zeros((k, SQE_WORDS), np.uint64)
             rows[:, 0] = word0
             rows[:, 1] = offsets[done:done + k]
             rows[:, 2] = addrs[done:done + k]
