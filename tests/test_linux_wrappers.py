@@ -195,19 +195,27 @@ def test_pagemap_read_range_reads_bounded_runs_and_zeros_past_the_end(tmp_path):
         os.close(fd)
 
 
+def split_spans(spans) -> list[tuple[int, np.ndarray]]:
+    """(byte offset, words) of each write of page_idle.build_write_spans."""
+    offsets, counts, words = spans
+    bounds = counts.cumsum().tolist()
+    return [(o, words[b - c:b]) for o, c, b in zip(offsets.tolist(), counts.tolist(), bounds,
+                                                     strict=True)]
+
+
 def test_bitmap_write_spans_set_only_sampled_bits():
     pfns = [3, 64 + 5, 64 * 40, 64 * 40 + 63, -1, 3]
-    spans = page_idle.split_spans(page_idle.build_write_spans(pfns, max_gap_words=50))
+    spans = split_spans(page_idle.build_write_spans(pfns, max_gap_words=50))
     assert len(spans) == 1
     offset, words = spans[0]
     assert offset == 0 and len(words) == 41
     assert words[0] == 1 << 3 and words[1] == 1 << 5 and words[40] == (1 << 63) | 1
     assert sum(bin(w).count("1") for w in words.tolist()) == 4
-    spans = page_idle.split_spans(page_idle.build_write_spans(pfns, max_gap_words=0))
+    spans = split_spans(page_idle.build_write_spans(pfns, max_gap_words=0))
     assert [(o, len(w)) for o, w in spans] == [(0, 2), (40 * 8, 1)]
     # a write never exceeds one page of bitmap
     far = [0, 64 * 511, 64 * 512]
-    spans = page_idle.split_spans(page_idle.build_write_spans(far, max_gap_words=10_000))
+    spans = split_spans(page_idle.build_write_spans(far, max_gap_words=10_000))
     assert [len(w) for _, w in spans] == [512, 1]
     assert all(o % 8 == 0 for o, _ in spans)
 
@@ -220,9 +228,9 @@ def test_bitmap_write_budget_splits_at_the_largest_gaps():
     runs = group_runs(words, gap, 10_000)
     assert len(runs) == 4 and [r[0] for r in runs] == [0, 200, 1000, 3000]
     pfns = [w * 64 for w in words]
-    spans = page_idle.split_spans(page_idle.build_write_spans(pfns, max_gap_words=2, calls_per_frame=0.5))
+    spans = split_spans(page_idle.build_write_spans(pfns, max_gap_words=2, calls_per_frame=0.5))
     assert len(spans) == 4
-    spans = page_idle.split_spans(page_idle.build_write_spans(pfns, max_gap_words=2, calls_per_frame=None))
+    spans = split_spans(page_idle.build_write_spans(pfns, max_gap_words=2, calls_per_frame=None))
     assert len(spans) == 6
 
 
@@ -466,12 +474,18 @@ def test_open_process_rejects_dead_and_bad_pids():
     assert e.value.errno == errno.EINVAL and str(pid) in str(e.value)
 
 
-def test_pidfd_sees_exit_of_a_child():
+def child_waiting_on_a_pipe() -> tuple[int, int, int]:
+    """(pid, read end, write end): a child that exits once a byte is written."""
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:
         os.read(r, 1)
         os._exit(0)
+    return pid, r, w
+
+
+def test_pidfd_sees_exit_of_a_child():
+    pid, r, w = child_waiting_on_a_pipe()
     fd = pidfd.pidfd_open(pid)
     try:
         assert not pidfd.pidfd_exited(fd)
@@ -574,11 +588,7 @@ def test_vaddr_apply_counts_only_what_the_kernel_accepted():
 
 def test_vaddr_target_lifecycle_on_a_child_process():
     """Mappings, exit detection and descriptor release, on the host (no page_idle needed)."""
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        os.read(r, 1)
-        os._exit(0)
+    pid, r, w = child_waiting_on_a_pipe()
     fds_before = set(os.listdir("/proc/self/fd"))
     ops = VaddrOps()
     t = Target(pid=pid)

@@ -112,14 +112,6 @@ def build_write_spans(pfns, max_gap_words: int = DEFAULT_WRITE_MAX_GAP_WORDS,
     return firsts * WORD_SIZE, counts, out
 
 
-def split_spans(spans: tuple[np.ndarray, np.ndarray, np.ndarray]) -> list[tuple[int, np.ndarray]]:
-    """(byte offset, words) of each write of :func:`build_write_spans`."""
-    offsets, counts, words = spans
-    bounds = counts.cumsum().tolist()
-    return [(o, words[b - c:b]) for o, c, b in zip(offsets.tolist(), counts.tolist(), bounds,
-                                                     strict=True)]
-
-
 class IdleBitmap:
     """Marks frames idle and reads them back, with as few calls as the layout allows."""
 
