@@ -87,6 +87,13 @@ def sorted_order(keys: np.ndarray) -> np.ndarray | None:
     return None
 
 
+def raise_untolerated(results: np.ndarray, tolerate: frozenset[int]) -> None:
+    """OSError for the first io_uring result that failed with an errno not in ``tolerate``."""
+    for e in (-results[results < 0]).tolist():
+        if e not in tolerate:
+            raise OSError(e, os.strerror(e))
+
+
 def read_entries(fd: int, keys: np.ndarray, runs, kind: str,
                  tolerate: frozenset[int] | None = None, io: Uring | None = None) -> np.ndarray:
     """The 8-byte entry at each of the sorted ``keys``, one read per run
@@ -102,11 +109,8 @@ def read_entries(fd: int, keys: np.ndarray, runs, kind: str,
         res = io.submit(IORING_OP_READ, fd, (firsts * ENTRY_SIZE).astype(np.uint64),
                         (address_of(buf) + pos * ENTRY_SIZE).astype(np.uint64),
                         counts * ENTRY_SIZE)
-        failed = res[res < 0]
-        if len(failed) and tolerate is not None:
-            bad = [int(e) for e in -failed if int(e) not in tolerate]
-            if bad:
-                raise OSError(bad[0], os.strerror(bad[0]))
+        if tolerate is not None:
+            raise_untolerated(res, tolerate)
     else:
         # one pread per run, the cheapest loop body (this is per system call)
         chunks = []
@@ -124,7 +128,7 @@ def read_entries(fd: int, keys: np.ndarray, runs, kind: str,
     syscount.add_ops(kind, len(firsts), calls=io is None)
     if not len(firsts):
         return buf
-    run_of_key = (np.arange(len(firsts))).repeat(ends - starts)
+    run_of_key = np.arange(len(firsts)).repeat(ends - starts)
     return buf[keys + (pos - firsts)[run_of_key]]
 
 
@@ -154,9 +158,7 @@ def write_words(fd: int, offsets: np.ndarray, sizes: np.ndarray, words: np.ndarr
         res = io.submit(IORING_OP_WRITE, fd, offsets.astype(np.uint64),
                         (address_of(words) + pos * ENTRY_SIZE).astype(np.uint64),
                         sizes * ENTRY_SIZE)
-        bad = [int(e) for e in -res[res < 0] if int(e) not in tolerate]
-        if bad:
-            raise OSError(bad[0], os.strerror(bad[0]))
+        raise_untolerated(res, tolerate)
     else:
         view = memoryview(words).cast("B")
         lo = (pos * ENTRY_SIZE).tolist()
