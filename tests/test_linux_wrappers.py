@@ -352,7 +352,7 @@ def test_vaddr_huge_blocks_are_relearned_a_few_at_a_time_after_their_ttl(fake_va
     # both samples hit the stale block; the budget (>= 1 per sample) re-learns it once
     assert syscount.ops["kpageflags"] == 1
     assert t.handle.check_pfns.tolist() == [1024, 1024]
-    assert t.handle.kinds.learned_ns.tolist() == [clock[0]]
+    assert t.handle.kinds.entries(np.array([1]))[2].tolist() == [clock[0]]
 
 
 def test_vaddr_notices_a_collapse_and_a_moved_huge_page(tmp_path):
@@ -379,7 +379,7 @@ def test_vaddr_notices_a_collapse_and_a_moved_huge_page(tmp_path):
         k.map_huge(0, 2048)
         k.map_huge(512, 3072)
         k.files()
-        ops.huge_verify_every = 1 << 30  # no rotation: the head is trusted until it reads accessed
+        ops.verify_every = 1 << 30  # no rotation: the head is trusted until it reads accessed
         samples = np.array([9 << 12, 600 << 12], np.int64)
         ops.prepare_access_checks(t, samples)
         # the collapse shows at once (a new aligned frame in a small block); the
@@ -393,7 +393,7 @@ def test_vaddr_notices_a_collapse_and_a_moved_huge_page(tmp_path):
         assert t.handle.blocks == {0: 1}
         ops.prepare_access_checks(t, samples)
         assert t.handle.check_pfns.tolist() == [2048, 3072]
-        assert t.handle.kinds.frame.tolist() == [2048, 3072]
+        assert t.handle.kinds.entries(np.array([0, 1]))[1].tolist() == [2048, 3072]
         # known again: no more kpageflags reads
         syscount.reset()
         ops.prepare_access_checks(t, np.array([100 << 12, 1000 << 12], np.int64))
@@ -405,7 +405,7 @@ def test_vaddr_notices_a_collapse_and_a_moved_huge_page(tmp_path):
 
 def test_vaddr_remembered_huge_heads_skip_the_pagemap_but_one_in_a_rotation(fake_vaddr):
     k, ops, t = fake_vaddr
-    ops.huge_verify_every = 4
+    ops.verify_every = 4
     samples = np.array([(512 + 64 * i) << 12 for i in range(8)], np.int64)  # all in block 1
     ops.prepare_access_checks(t, samples)  # learns the block
     ops.check_accesses(t, samples)
@@ -423,6 +423,82 @@ def test_vaddr_remembered_huge_heads_skip_the_pagemap_but_one_in_a_rotation(fake
     syscount.reset()
     assert ops.check_accesses(t, samples).all()
     assert syscount.ops["pagemap"] == 1 and t.handle.blocks[1] == 1
+
+
+def _pages(*vpages: int) -> np.ndarray:
+    return np.array([v << 12 for v in vpages], np.int64)
+
+
+def test_vaddr_keeps_the_translations_of_small_blocks_sampled_again(fake_vaddr):
+    k, ops, t = fake_vaddr  # pages 0..99 on frames 5000 + 3v (block 0)
+    ops.verify_every = 1 << 30  # no rotation
+    ops.prepare_access_checks(t, _pages(5))  # learns the block: one entry, its kpageflags
+    assert t.handle.kinds.nr_translated == 0
+    syscount.reset()
+    ops.prepare_access_checks(t, _pages(6))  # known small: all 512 entries in one read
+    assert syscount.ops["pagemap"] == 1 and t.handle.kinds.nr_translated == 1
+    assert t.handle.check_pfns.tolist() == [5018]
+    samples = _pages(7, 50, 99, 200)
+    syscount.reset()
+    ops.prepare_access_checks(t, samples)
+    # kept frames are used as they are; page 200 (not present) is translated again
+    assert t.handle.check_pfns.tolist() == [5021, 5150, 5297, -1]
+    assert syscount.ops["pagemap"] == 1 and t.handle.unverified.tolist() == [0, 1, 2]
+    # idle readings need no confirmation; an accessed one is confirmed
+    syscount.reset()
+    k.touch(5150)
+    assert ops.check_accesses(t, samples).tolist() == [False, True, False, False]
+    assert syscount.ops["pagemap"] == 1 and t.handle.kinds.nr_translated == 1
+
+
+def test_vaddr_kept_translations_that_went_wrong_are_dropped(fake_vaddr):
+    k, ops, t = fake_vaddr
+    ops.verify_every = 1 << 30
+    ops.prepare_access_checks(t, _pages(5))
+    ops.prepare_access_checks(t, _pages(6))
+    assert t.handle.kinds.nr_translated == 1
+    # page 50 moves to frame 7000 (migrated, or swapped out and in again)
+    k.map_small(50, 7000)
+    k.files()
+    ops.prepare_access_checks(t, _pages(50))
+    assert t.handle.check_pfns.tolist() == [5150]  # the old frame, trusted
+    k.touch(5150)  # freed, it lost its idle flag: it reads accessed
+    assert ops.check_accesses(t, _pages(50)).tolist() == [False]  # confirmed: not there
+    assert 0 not in t.handle.blocks and t.handle.kinds.nr_translated == 0
+    # relearned, then kept again with the new frame
+    ops.prepare_access_checks(t, _pages(50))
+    ops.prepare_access_checks(t, _pages(50))
+    assert t.handle.check_pfns.tolist() == [7000] and t.handle.kinds.nr_translated == 1
+    # a move whose old frame still reads idle is caught by the rotation
+    k.map_small(61, 7006)
+    k.files()
+    ops.verify_every = 1
+    ops.prepare_access_checks(t, _pages(61))
+    assert t.handle.check_pfns.tolist() == [7006] and t.handle.kinds.nr_translated == 0
+    assert t.handle.blocks[0] == 0
+
+
+def test_block_kinds_keep_translations_of_the_newest_blocks():
+    from pydamon.ops.block_kinds import BLOCK_PAGES, HUGE, SMALL, BlockKinds
+
+    c = BlockKinds(max_translated=2)
+    c.learn(np.array([1, 2, 3], np.int64), np.full(3, SMALL), np.full(3, -1, np.int64), 0)
+
+    def frames_of_block(b: int) -> list[int]:
+        return c.pool[c.row[c.lookup(np.array([b]))][0]].tolist()
+
+    for b, when in ((1, 5), (2, 6), (3, 7)):
+        c.translate(c.lookup(np.array([b])), np.full((1, BLOCK_PAGES), 10 * b), when)
+    # room for two: the oldest (block 1) made room
+    assert c.nr_translated == 2 and frames_of_block(1) == [-1] * BLOCK_PAGES
+    assert frames_of_block(3) == [30] * BLOCK_PAGES
+    c.forget(np.array([2], np.int64))  # frees its row
+    c.translate(c.lookup(np.array([1])), np.full((1, BLOCK_PAGES), 11), 8)
+    assert frames_of_block(1) == [11] * BLOCK_PAGES and frames_of_block(3) == [30] * BLOCK_PAGES
+    # a block learned again loses its translations
+    c.learn(np.array([3], np.int64), np.array([HUGE]), np.array([1536], np.int64), 9)
+    assert c.nr_translated == 1 and frames_of_block(3) == [-1] * BLOCK_PAGES
+    assert c.as_dict() == {1: SMALL, 3: HUGE}
 
 
 def test_block_kinds_lookup_learn_forget():

@@ -16,7 +16,8 @@ from pydamon.core.kdamond import Kdamond
 from pydamon.core.target import Target
 from pydamon.errors import DamonError
 from pydamon.linux import syscount
-from pydamon.ops.vaddr import _HUGE, FvaddrOps, VaddrOps
+from pydamon.ops.block_kinds import HUGE
+from pydamon.ops.vaddr import FvaddrOps, VaddrOps
 
 MIB = 1 << 20
 # TCG runs code 10-20x slower than hardware: intervals 10x the kernel's defaults
@@ -53,7 +54,7 @@ def test_vaddr_finds_hot_64m_of_1g_on_4k_pages(workloads_1g):
     assert_found(hot, truth)
     lo, hi = small.addr >> 21, (small.addr + small.size) >> 21
     in_buffer = [k for b, k in blocks.items() if lo <= b < hi]
-    assert in_buffer and _HUGE not in in_buffer  # the buffer is MADV_NOHUGEPAGE
+    assert in_buffer and HUGE not in in_buffer  # the buffer is MADV_NOHUGEPAGE
     # pagemap, bitmap read, a share of a bitmap write (+ a first kpageflags per block)
     assert sum(calls.values()) / (AGGREGATIONS * SAMPLES_PER_AGGR * 100) <= 2.6, calls
 
@@ -64,7 +65,7 @@ def test_vaddr_finds_hot_64m_of_1g_on_thp(workloads_1g):
     # were the huge pages seen as such (checked through their heads)? Tail
     # pages would make the whole buffer read as accessed.
     lo, hi = huge.addr >> 21, (huge.addr + huge.size) >> 21
-    huge_blocks = [b for b, k in blocks.items() if k == _HUGE and lo <= b < hi]
+    huge_blocks = [b for b, k in blocks.items() if k == HUGE and lo <= b < hi]
     assert len(huge_blocks) >= 50, blocks
     assert hot.sum() < 0.2 * len(hot), "most of the THP buffer read as hot"
     assert_found(hot, truth)

@@ -1,4 +1,4 @@
-"""What backs each 2 MiB block of a process: small pages or one PMD-mapped huge page.
+"""What backs each 2 MiB block of a process, and the block's translations.
 
 The idle page bitmap ignores tail frames, so a sample in a huge page must
 be checked through the head frame; finding the head takes a read of
@@ -17,8 +17,17 @@ that a block costs that read once, not at every sample:
   pagemap, so huge blocks are also re-learned after ``ttl_ns``, a few per
   sample, so the cost is spread and bounded whatever the target's size.
 
+A small block may also keep the frames of all its 512 pages, read in one
+pagemap call (:meth:`BlockKinds.translate`): a read of 512 entries costs
+about two reads of one, and a block sampled again within the translations'
+lifetime needs no pagemap read at all (the caller decides when a cached
+frame must be confirmed; see :mod:`.vaddr`). At most ``max_translated``
+blocks keep translations (4 KiB each); the oldest make room.
+
 Arrays sorted by block number, looked up with ``searchsorted``: the per-sample
-path handles every region at once.
+path handles every region at once. Every column ends with one sentinel
+entry, what an unknown block reads as, so a lookup's -1 indexes it and the
+gathers need no masking (each numpy call counts on the per-sample path).
 """
 
 from __future__ import annotations
@@ -30,43 +39,48 @@ BLOCK_PAGES = 1 << (BLOCK_SHIFT - 12)
 UNKNOWN = -1
 SMALL = 0
 HUGE = 1
+#: sorts after every real block: searchsorted past the last block lands on it
+_NO_BLOCK = np.iinfo(np.int64).max
+#: blocks whose translations are kept, by default (32 MiB, 16 GiB of target)
+DEFAULT_MAX_TRANSLATED = 8192
 
 
 class BlockKinds:
-    """Block number -> (kind, frame, time learned), for one process."""
+    """Block number -> (kind, frame, time learned, translations), for one process."""
 
-    def __init__(self) -> None:
-        self.blocks = np.empty(0, np.int64)
-        self.kind = np.empty(0, np.int8)
+    def __init__(self, max_translated: int = DEFAULT_MAX_TRANSLATED) -> None:
+        self.max_translated = max_translated
+        self.blocks = np.array([_NO_BLOCK], np.int64)
+        self.kind = np.array([UNKNOWN], np.int8)
         #: HUGE: the head frame; SMALL: the aligned window start verified small (-1: none)
-        self.frame = np.empty(0, np.int64)
-        self.learned_ns = np.empty(0, np.int64)
+        self.frame = np.array([-1], np.int64)
+        self.learned_ns = np.zeros(1, np.int64)
+        #: the row of ``pool`` holding the block's page frames (-1: none, the sentinel row)
+        self.row = np.array([-1], np.int64)
+        #: when the translations were read (0: never)
+        self.translated_ns = np.zeros(1, np.int64)
+        #: frame of each page of a translated block, one row per block (-1: not
+        #: present or not to be trusted); the last row is the all -1 sentinel
+        self.pool = np.full((1, BLOCK_PAGES), -1, np.int64)
+        self._free_rows: list[int] = []
 
     def __len__(self) -> int:
-        return len(self.blocks)
+        return len(self.blocks) - 1
 
     def lookup(self, blocks: np.ndarray) -> np.ndarray:
-        """Index of each block in the arrays, -1 for blocks not known."""
-        if not len(self.blocks):
-            return np.full(len(blocks), -1, np.int64)
+        """Index of each block in the columns, -1 (the sentinel) for blocks not known."""
         idx = self.blocks.searchsorted(blocks)
-        idx[idx == len(self.blocks)] = 0
         return np.where(self.blocks[idx] == blocks, idx, -1)
 
     def entries(self, blocks: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(kind, frame, time learned) of each block; UNKNOWN, -1, 0 for blocks not known."""
         idx = self.lookup(blocks)
-        known = idx >= 0
-        if not known.any():
-            n = len(blocks)
-            return np.full(n, UNKNOWN, np.int8), np.full(n, -1, np.int64), np.zeros(n, np.int64)
-        safe = np.where(known, idx, 0)
-        return (np.where(known, self.kind[safe], UNKNOWN).astype(np.int8),
-                np.where(known, self.frame[safe], -1), np.where(known, self.learned_ns[safe], 0))
+        return self.kind[idx], self.frame[idx], self.learned_ns[idx]
 
     def learn(self, blocks: np.ndarray, kinds: np.ndarray, frames: np.ndarray,
               now_ns: int) -> None:
-        """Record blocks (a block given twice keeps its last entry)."""
+        """Record blocks (a block given twice keeps its last entry). A block
+        learned again loses its translations."""
         if not len(blocks):
             return
         # the last entry of each block wins
@@ -75,31 +89,98 @@ class BlockKinds:
         blocks, kinds, frames = blocks[keep], kinds[keep], frames[keep]
         idx = self.lookup(blocks)
         old = idx >= 0
-        self.kind[idx[old]] = kinds[old]
-        self.frame[idx[old]] = frames[old]
-        self.learned_ns[idx[old]] = now_ns
+        i = idx[old]
+        self._release(i)
+        self.kind[i] = kinds[old]
+        self.frame[i] = frames[old]
+        self.learned_ns[i] = now_ns
         new = ~old
         if new.any():
-            b = np.concatenate([self.blocks, blocks[new]])
-            order = np.argsort(b, kind="stable")
-            self.blocks = b[order]
-            self.kind = np.concatenate([self.kind, kinds[new].astype(np.int8)])[order]
-            self.frame = np.concatenate([self.frame, frames[new]])[order]
-            self.learned_ns = np.concatenate(
-                [self.learned_ns, np.full(int(new.sum()), now_ns, np.int64)])[order]
+            nb = int(new.sum())
+            self._rebuild(np.concatenate([self.blocks[:-1], blocks[new]]),
+                          np.concatenate([self.kind[:-1], kinds[new].astype(np.int8)]),
+                          np.concatenate([self.frame[:-1], frames[new]]),
+                          np.concatenate([self.learned_ns[:-1], np.full(nb, now_ns, np.int64)]),
+                          np.concatenate([self.row[:-1], np.full(nb, -1, np.int64)]),
+                          np.concatenate([self.translated_ns[:-1], np.zeros(nb, np.int64)]))
+
+    def translate(self, idx: np.ndarray, frames: np.ndarray, now_ns: int) -> None:
+        """Keep ``frames`` (one row of 512 page frames each, -1 for pages not to be
+        trusted) for the known blocks at ``idx`` (distinct indexes from :meth:`lookup`)."""
+        idx = np.asarray(idx, np.int64)
+        if not len(idx):
+            return
+        rows = self.row[idx]
+        fresh = np.flatnonzero(rows < 0)
+        if len(fresh):
+            got = self._take_rows(len(fresh), exclude=idx)
+            if len(got) < len(fresh):  # fewer rows than blocks (a tiny max_translated)
+                keep = np.ones(len(idx), bool)
+                keep[fresh[len(got):]] = False
+                idx, rows, frames, fresh = idx[keep], rows[keep], frames[keep], fresh[:len(got)]
+            rows[fresh] = got
+        self.pool[rows] = frames
+        self.row[idx] = rows
+        self.translated_ns[idx] = now_ns
 
     def forget(self, blocks: np.ndarray) -> None:
         idx = self.lookup(blocks)
         idx = idx[idx >= 0]
         if len(idx):
+            self._release(idx)
             keep = np.ones(len(self.blocks), bool)
             keep[idx] = False
             self.blocks, self.kind = self.blocks[keep], self.kind[keep]
             self.frame, self.learned_ns = self.frame[keep], self.learned_ns[keep]
+            self.row, self.translated_ns = self.row[keep], self.translated_ns[keep]
 
     def clear(self) -> None:
-        self.__init__()
+        self.__init__(self.max_translated)
 
     def as_dict(self) -> dict[int, int]:
         """{block: kind}, for tests and reports."""
-        return dict(zip(self.blocks.tolist(), self.kind.tolist(), strict=True))
+        return dict(zip(self.blocks[:-1].tolist(), self.kind[:-1].tolist(), strict=True))
+
+    @property
+    def nr_translated(self) -> int:
+        return int(np.count_nonzero(self.row[:-1] >= 0))
+
+    # -- internals -------------------------------------------------------------------
+    def _rebuild(self, blocks, kind, frame, learned_ns, row, translated_ns) -> None:
+        """Set the columns from unsorted real entries, sorted, with the sentinel appended."""
+        order = np.argsort(blocks, kind="stable")
+        self.blocks = np.append(blocks[order], _NO_BLOCK)
+        self.kind = np.append(kind[order], np.int8(UNKNOWN))
+        self.frame = np.append(frame[order], -1)
+        self.learned_ns = np.append(learned_ns[order], 0)
+        self.row = np.append(row[order], -1)
+        self.translated_ns = np.append(translated_ns[order], 0)
+
+    def _release(self, idx: np.ndarray) -> None:
+        """Drop the translations of the blocks at ``idx``."""
+        rows = self.row[idx]
+        rows = rows[rows >= 0]
+        if len(rows):
+            self._free_rows.extend(rows.tolist())
+            self.pool[rows] = -1
+            self.row[idx] = -1
+            self.translated_ns[idx] = 0
+
+    def _take_rows(self, n: int, exclude: np.ndarray) -> np.ndarray:
+        """``n`` pool rows: free ones, new ones up to ``max_translated``, then the
+        oldest translations' (of blocks not in ``exclude``)."""
+        real = len(self.pool) - 1
+        if len(self._free_rows) < n and real < self.max_translated:
+            grow = min(self.max_translated, max(real * 2, n, 64)) - real
+            pool = np.full((real + grow + 1, BLOCK_PAGES), -1, np.int64)
+            pool[:real] = self.pool[:real]
+            self.pool = pool
+            self._free_rows.extend(range(real, real + grow))
+        if len(self._free_rows) < n:
+            owners = np.flatnonzero(self.row[:-1] >= 0)
+            owners = owners[~np.isin(owners, exclude)]
+            k = min(len(owners), n - len(self._free_rows))
+            oldest = owners[np.argsort(self.translated_ns[owners], kind="stable")[:k]]
+            self._release(oldest)
+        taken, self._free_rows = self._free_rows[:n], self._free_rows[n:]
+        return np.array(taken, np.int64)

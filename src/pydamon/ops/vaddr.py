@@ -17,11 +17,13 @@ To keep system calls per region-sample low, what backs each 2 MiB block of
 a process (small pages or one PMD-mapped huge page) is remembered
 (:mod:`.block_kinds`), so ``/proc/kpageflags`` is read when a block is first
 sampled, when its layout visibly changes, and, for huge blocks, again after
-``block_kind_ttl_s`` (a few blocks per sample). A sample in a remembered
-huge block is checked through its head without a pagemap read: a set idle
-bit means the folio was neither freed nor accessed since marked; an accessed
-reading is confirmed through the pagemap (a freed frame reads accessed), and
-one sample in ``huge_verify_every`` is translated anyway.
+``block_kind_ttl_s`` (a few blocks per sample). A small block sampled again
+has the frames of all its pages read at once and kept for the same time. A
+sample in a remembered huge block (through its head) or with a kept frame is
+checked without a pagemap read: a set idle bit means the folio was neither
+freed nor accessed since marked; an accessed reading is confirmed through
+the pagemap (a freed frame reads accessed), and one sample in
+``verify_every`` is translated anyway.
 
 Targets are held through a pidfd and a descriptor of their ``/proc/PID``
 directory opened while the pidfd shows the process alive, so a reused PID
@@ -54,8 +56,6 @@ if TYPE_CHECKING:
     from ..core.target import Target
 
 log = logging.getLogger("pydamon.ops.vaddr")
-
-_SMALL, _HUGE, _UNKNOWN = SMALL, HUGE, UNKNOWN
 
 #: how each action is applied to another process's memory
 ACTION_ADVICE: dict[Action, int] = {
@@ -94,8 +94,10 @@ class ProcessHandle:
     kinds: BlockKinds = field(default_factory=BlockKinds)
     #: the frame each sampled address is checked through (-1: counted not accessed)
     check_pfns: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
-    #: samples checked through a remembered huge page head without a pagemap read
+    #: samples checked through a remembered frame without a pagemap read
     unverified: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
+    #: for each of those, the page whose pagemap entry confirms an accessed reading
+    confirm_pages: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
     #: samples prepared so far (which remembered heads are translated anyway rotates)
     nr_samples: int = 0
     exited: bool = False
@@ -332,11 +334,15 @@ class VaddrOps(IdlePageOps):
     block_kind_ttl_s: float = 30.0
     #: at most this share of a sample's regions re-learn stale blocks
     relearn_share: float = 0.02
-    #: a sample in a remembered huge block is checked through its head without
-    #: reading the pagemap, but one in this many is translated anyway (in
-    #: rotation), so a mapping that changed while its huge page lives on (a
-    #: copy-on-write after fork, mremap) is noticed within a few samples
-    huge_verify_every: int = 8
+    #: a sample in a remembered huge block (checked through its head) or in a
+    #: small block with kept translations is checked without reading the
+    #: pagemap, but one in this many is translated anyway (in rotation), so a
+    #: mapping that changed while its old frame lives on (a copy-on-write
+    #: after fork, mremap, a frame freed and reused) is noticed within a few samples
+    verify_every: int = 8
+    #: at most this share of a sample's regions read a whole small block's
+    #: translations (one pagemap read of 512 entries costs about two of one)
+    translate_share: float = 0.05
 
     unsupported_why: ClassVar[dict[Action, str]] = UNSUPPORTED_WHY
 
@@ -412,7 +418,7 @@ class VaddrOps(IdlePageOps):
             return
         if h.exited or self.frames is None:
             h.check_pfns = np.full(len(addrs), -1, np.int64)
-            h.unverified = np.empty(0, np.int64)
+            h.unverified = h.confirm_pages = np.empty(0, np.int64)
             return
         h.check_pfns = self._check_frames(h, np.asarray(addrs, np.int64), self._now_ns())
         self.frames.mark(h.check_pfns)
@@ -422,79 +428,161 @@ class VaddrOps(IdlePageOps):
         if h is None or self.frames is None or len(h.check_pfns) != len(addrs):
             return np.zeros(len(addrs), bool)
         accessed = self.frames.accessed(h.check_pfns)
-        suspect = h.unverified[accessed[h.unverified]] if len(h.unverified) else h.unverified
+        if not len(h.unverified):
+            return accessed
+        read = accessed[h.unverified]
+        suspect = h.unverified[read]
         if len(suspect):
-            # A head read accessed: is the huge page still mapped there? A freed
-            # frame (swapped out, migrated, unmapped) loses its idle flag, so it
-            # reads accessed whatever happened; the kernel would find no such page.
-            blocks = np.asarray(addrs, np.int64)[suspect] >> BLOCK_SHIFT
-            now = frames_of(h.pagemap.read_entries(blocks << (BLOCK_SHIFT - PAGE_SHIFT)))
+            # A frame taken from what was remembered read accessed: does the page
+            # (for a huge page, the block's first page) still map it? A freed frame
+            # (swapped out, migrated, unmapped) loses its idle flag, so it reads
+            # accessed whatever happened; the kernel would find no such page.
+            now = frames_of(h.pagemap.read_entries(h.confirm_pages[read]))
             gone = now != h.check_pfns[suspect]
-            if gone.any():
+            if np.count_nonzero(gone):
                 accessed[suspect[gone]] = False
-                h.kinds.forget(blocks[gone])
+                h.kinds.forget(np.asarray(addrs, np.int64)[suspect[gone]] >> BLOCK_SHIFT)
         return accessed
 
     def _now_ns(self) -> int:
         return self._clock_ns() if self._clock_ns is not None else 0
 
     def _check_frames(self, h: ProcessHandle, addrs: np.ndarray, now_ns: int) -> np.ndarray:
-        """The frame to check for each sampled address (-1: counted not accessed)."""
-        frames = self.frames
-        assert frames is not None
+        """The frame to check for each sampled address (-1: counted not accessed).
+
+        Samples in a remembered huge page (its head) or in a small block with
+        fresh translations (the page's frame) are checked without a pagemap
+        read: an idle bit still set means the folio was neither freed nor
+        accessed since marked, and an accessed reading is confirmed in
+        :meth:`check_accesses`. One sample in ``verify_every`` is translated
+        anyway, in rotation. The others are translated now (:meth:`_translate`).
+        """
         cache = h.kinds
+        n = len(addrs)
         pages = addrs >> PAGE_SHIFT
         blocks = addrs >> BLOCK_SHIFT
         offset = pages & (BLOCK_PAGES - 1)
-        kind, frame, learned_ns = cache.entries(blocks)
+        idx = cache.lookup(blocks)
+        kind = cache.kind[idx]
+        frame = cache.frame[idx]
+        ttl_ns = int(self.block_kind_ttl_s * 1e9)
         huge = kind == HUGE
-        stale = (huge & (now_ns - learned_ns > self.block_kind_ttl_s * 1e9)).nonzero()[0]
-        if len(stale):
-            stale = stale[:max(1, int(len(addrs) * self.relearn_share))]
+        stale = np.flatnonzero(huge & (now_ns - cache.learned_ns[idx] > ttl_ns))
+        if len(stale):  # re-learned a few at a time: the cost stays spread
+            stale = stale[:max(1, int(n * self.relearn_share))]
             huge[stale] = False
             kind[stale] = UNKNOWN
-        # A remembered huge block is checked through its head. An idle bit still
-        # set on it means the folio was neither freed nor accessed since it was
-        # marked; only an accessed reading needs the translation confirmed
-        # (check_accesses), and one sample in huge_verify_every is translated now.
-        rotation = (np.arange(len(addrs)) + h.nr_samples) % self.huge_verify_every == 0
-        trusted = huge & ~rotation
-        huge &= rotation
+        row = cache.row[idx]
+        cached = cache.pool[row, offset]  # -1: none, or not to be trusted
+        translated = (row >= 0) & (now_ns - cache.translated_ns[idx] <= ttl_ns)
+        rotation = (np.arange(h.nr_samples, h.nr_samples + n) % self.verify_every) == 0
         h.nr_samples += 1
-        h.unverified = trusted.nonzero()[0]
-        check = np.full(len(addrs), -1, np.int64)
-        check[trusted] = frame[trusted]
-        # the others are translated; a huge block through its first page: its head
-        query = (~trusted).nonzero()[0]
-        pfn = np.full(len(addrs), -1, np.int64)
-        pfn[query] = frames_of(h.pagemap.read_entries(
-            np.where(huge, blocks << (BLOCK_SHIFT - PAGE_SHIFT), pages)[query]))
+        trusted = ~rotation & (huge | (translated & (cached >= 0)))
+        check = np.where(trusted, np.where(huge, frame, cached), -1)
+        h.unverified = np.flatnonzero(trusted)
+        h.confirm_pages = np.where(huge, blocks << (BLOCK_SHIFT - PAGE_SHIFT), pages)[h.unverified]
+        query = np.flatnonzero(~trusted)
+        if len(query):
+            check[query] = self._translate(h, pages[query], kind[query], frame[query],
+                                           cached[query], translated[query], n, now_ns)
+        return check
+
+    def _translate(self, h: ProcessHandle, pages: np.ndarray, kind: np.ndarray,
+                   frame: np.ndarray, cached: np.ndarray, translated: np.ndarray, n: int,
+                   now_ns: int) -> np.ndarray:
+        """Frames to check for samples translated now, through the pagemap.
+
+        A sample in a remembered huge block reads the block's first page: the
+        head while the huge page lives. A sample in a known small block
+        without translations reads the whole block (at most
+        ``translate_share`` of ``n`` blocks per sample), which the next samples
+        there reuse. Where the pagemap disagrees with what was remembered, the
+        block is forgotten and the sample looked at afresh; samples in blocks
+        not known learn them (:meth:`FrameChecker.resolve`).
+        """
+        frames = self.frames
+        assert frames is not None
+        cache = h.kinds
+        blocks = pages >> (BLOCK_SHIFT - PAGE_SHIFT)
+        offset = pages & (BLOCK_PAGES - 1)
+        huge = kind == HUGE
+        # known small blocks whose translations are missing or stale: read whole
+        whole = np.flatnonzero((kind == SMALL) & ~translated)
+        chosen = np.empty(0, np.int64)
+        if len(whole):
+            wb = np.sort(blocks[whole])
+            wb = wb[np.flatnonzero(np.diff(wb, prepend=-1))]
+            chosen = wb[:max(1, int(n * self.translate_share))]
+        single = np.where(huge, blocks << (BLOCK_SHIFT - PAGE_SHIFT), pages)
+        if len(chosen):
+            pos = np.minimum(chosen.searchsorted(blocks), len(chosen) - 1)
+            in_chosen = chosen[pos] == blocks
+            keys = np.concatenate([single[~in_chosen],
+                                   ((chosen << (BLOCK_SHIFT - PAGE_SHIFT))[:, None]
+                                    + np.arange(BLOCK_PAGES)).ravel()])
+            got = frames_of(h.pagemap.read_entries(keys))
+            nsingle = len(keys) - len(chosen) * BLOCK_PAGES
+            block_frames = got[nsingle:].reshape(len(chosen), BLOCK_PAGES)
+            pfn = np.empty(len(pages), np.int64)
+            pfn[~in_chosen] = got[:nsingle]
+            pfn[in_chosen] = block_frames[pos[in_chosen], offset[in_chosen]]
+        else:
+            pfn = frames_of(h.pagemap.read_entries(single))
+        check = np.full(len(pages), -1, np.int64)
         head_ok = huge & (pfn == frame)
         check[head_ok] = frame[head_ok]
-        moved = (huge & ~head_ok).nonzero()[0]
-        if len(moved):  # the huge page is gone or another: look at this sample afresh
-            cache.forget(blocks[moved])
-            kind[moved] = UNKNOWN
-            pfn[moved] = frames_of(h.pagemap.read_entries(pages[moved]))
-        present = ~head_ok & ~trusted & (pfn >= 0)
+        # the huge page is gone or another, or a translation kept is wrong: the
+        # block is forgotten and the sample looked at afresh
+        moved = huge & ~head_ok
+        wrong = (cached >= 0) & (pfn != cached)
+        if np.count_nonzero(moved | wrong):
+            cache.forget(blocks[moved | wrong])
+            kind = np.where(moved | wrong, UNKNOWN, kind)
+            if np.count_nonzero(moved):
+                pfn[moved] = frames_of(h.pagemap.read_entries(pages[moved]))
+        present = ~head_ok & (pfn >= 0)
         present &= ~frames.known_zero(pfn)  # untouched memory: the zero page, never accessed
         window_start = pfn - offset
         aligned = present & ((window_start & (BLOCK_PAGES - 1)) == 0)
         small = present & (kind == SMALL) & ~(aligned & (window_start != frame))
         check[small] = pfn[small]
-        learn = (present & ~small).nonzero()[0]
+        learn = np.flatnonzero(present & ~small)
         if len(learn):
-            resolved, whole = frames.resolve(pfn[learn], whole_window=aligned[learn])
+            resolved, whole_window = frames.resolve(pfn[learn], whole_window=aligned[learn])
             check[learn] = resolved
             lpfn = pfn[learn]
-            is_huge = whole & (resolved == window_start[learn])
-            is_small = ~whole & (resolved == lpfn)
+            is_huge = whole_window & (resolved == window_start[learn])
+            is_small = ~whole_window & (resolved == lpfn)
             sel = is_huge | is_small
             cache.learn(blocks[learn][sel], np.where(is_huge, HUGE, SMALL)[sel],
                         np.where(is_huge, resolved,
                                  np.where(aligned[learn], window_start[learn], -1))[sel],
                         now_ns)
+        if len(chosen):
+            self._keep_translations(cache, chosen, block_frames, now_ns)
         return check
+
+    def _keep_translations(self, cache: BlockKinds, blocks: np.ndarray,
+                           block_frames: np.ndarray, now_ns: int) -> None:
+        """Keep the frames read for whole small blocks, for the next samples there.
+
+        Kept as -1 (translated again at each sample, as before) are pages not
+        present, the zero page (a write makes a page there, which the kernel
+        sees as an access), and frames sitting where a PMD-mapped huge page's
+        would, outside the window the block was verified small in (the sign of
+        a collapse, which the per-sample path checks).
+        """
+        idx = cache.lookup(blocks)
+        ok = np.flatnonzero((idx >= 0) & (cache.kind[idx] == SMALL))
+        if not len(ok):
+            return
+        idx, f = idx[ok], block_frames[ok].copy()
+        window_start = f - np.arange(BLOCK_PAGES)
+        suspicious = (f >= 0) & ((window_start & (BLOCK_PAGES - 1)) == 0) & (
+            window_start != cache.frame[idx][:, None])
+        zero = self.frames.known_zero(f.ravel()).reshape(f.shape)
+        f[suspicious | zero] = -1
+        cache.translate(idx, f, now_ns)
 
     # -- DAMOS -----------------------------------------------------------------------
     def apply_scheme(self, ctx: Context, target: Target, start: int, end: int,
