@@ -137,6 +137,7 @@ def io(request):
     ring = Uring.open()
     if ring is None:
         pytest.skip("io_uring is refused on this machine")
+    ring.min_batch = 1  # every batch through the ring, however small
     yield ring
     ring.close()
 
@@ -149,6 +150,29 @@ def assert_calls(io, ops_by_kind: dict[str, int]) -> None:
         assert {k: syscount.counts[k] for k in ops_by_kind} == ops_by_kind
     else:
         assert set(syscount.counts) <= {"io_uring_enter"}
+
+
+def test_batches_smaller_than_min_batch_are_plain_calls(tmp_path):
+    ring = Uring.open()
+    if ring is None:
+        pytest.skip("io_uring is refused on this machine")
+    path = tmp_path / "pagemap"
+    write_entries(path, {k: pagemap.PM_PRESENT | (100 + k) for k in range(0, 4000, 100)}, 4000)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        reader = pagemap.PagemapReader(fd, max_gap_pages=0, io=ring)
+        ring.min_batch = 5
+        syscount.reset()
+        assert reader.frames(np.array([100, 300, 500, 700], np.int64) << 12).tolist() == [
+            200, 400, 600, 800]
+        assert syscount.counts == {"pagemap": 4}  # 4 < 5: one pread each
+        syscount.reset()
+        pages = np.arange(0, 1000, 100, dtype=np.int64)
+        assert reader.frames(pages << 12).tolist() == (pages + 100).tolist()
+        assert syscount.ops["pagemap"] == 10 and set(syscount.counts) == {"io_uring_enter"}
+    finally:
+        os.close(fd)
+        ring.close()
 
 
 def test_pagemap_reader_batches_adjacent_pages(tmp_path, io):

@@ -10,7 +10,8 @@ kernel's sysfs files move at most one page per call).
 
 These run on every sample for every region, so the per-key work is numpy;
 Python loops over runs only when each run is a system call of its own
-(without io_uring, :mod:`.uring`).
+(without io_uring, :mod:`.uring`, or for a batch smaller than its
+``min_batch``).
 """
 
 from __future__ import annotations
@@ -80,13 +81,6 @@ def address_of(a: np.ndarray) -> int:
     return a.__array_interface__["data"][0]
 
 
-def sorted_order(keys: np.ndarray) -> np.ndarray | None:
-    """The permutation that sorts ``keys``, or None when they already are."""
-    if len(keys) > 1 and bool((keys[1:] < keys[:-1]).any()):
-        return np.argsort(keys, kind="stable")
-    return None
-
-
 def raise_untolerated(results: np.ndarray, tolerate: frozenset[int]) -> None:
     """OSError for the first io_uring result that failed with an errno not in ``tolerate``."""
     for e in (-results[results < 0]).tolist():
@@ -104,10 +98,9 @@ def read_entries(fd: int, keys: np.ndarray, runs, kind: str,
     """
     firsts, counts, starts, ends = runs
     pos = counts.cumsum() - counts
-    if io is not None and len(firsts):
-        buf = np.zeros(int(counts.sum()), dtype=np.uint64)
-        res = io.submit(IORING_OP_READ, fd, (firsts * ENTRY_SIZE).astype(np.uint64),
-                        (address_of(buf) + pos * ENTRY_SIZE).astype(np.uint64),
+    if io is not None and len(firsts) >= io.min_batch:
+        buf, addr = io.scratch(int(pos[-1] + counts[-1]))
+        res = io.submit(IORING_OP_READ, fd, firsts * ENTRY_SIZE, addr + pos * ENTRY_SIZE,
                         counts * ENTRY_SIZE)
         if tolerate is not None:
             raise_untolerated(res, tolerate)
@@ -125,7 +118,7 @@ def read_entries(fd: int, keys: np.ndarray, runs, kind: str,
                 data = b""
             chunks.append(data if len(data) == size else data.ljust(size, b"\0"))
         buf = np.frombuffer(b"".join(chunks), dtype=np.uint64)
-    syscount.add_ops(kind, len(firsts), calls=io is None)
+    syscount.add_ops(kind, len(firsts), calls=io is None or len(firsts) < io.min_batch)
     if not len(firsts):
         return buf
     run_of_key = np.arange(len(firsts)).repeat(ends - starts)
@@ -138,11 +131,12 @@ def read_scattered(fd: int, keys, max_gap: int, max_len: int, kind: str,
     """:func:`read_entries` for keys in any order: sorted for the fewest runs,
     the entries returned in the keys' order."""
     k = np.asarray(keys, dtype=np.int64)
-    order = sorted_order(k)
-    sk = k if order is None else k[order]
+    if len(k) < 2:
+        return read_entries(fd, k, run_arrays(k, max_gap, max_len), kind, tolerate, io)
+    # sorting is one numpy call, cheaper than asking whether the keys already are
+    order = np.argsort(k, kind="stable")
+    sk = k[order]
     got = read_entries(fd, sk, run_arrays(sk, max_gap, max_len), kind, tolerate, io)
-    if order is None:
-        return got
     out = np.empty(len(got), got.dtype)
     out[order] = got
     return out
@@ -154,9 +148,8 @@ def write_words(fd: int, offsets: np.ndarray, sizes: np.ndarray, words: np.ndarr
     ``offsets``: one write each, or one io_uring batch. Failures whose errno is
     in ``tolerate`` are skipped."""
     pos = sizes.cumsum() - sizes
-    if io is not None and len(sizes):
-        res = io.submit(IORING_OP_WRITE, fd, offsets.astype(np.uint64),
-                        (address_of(words) + pos * ENTRY_SIZE).astype(np.uint64),
+    if io is not None and len(sizes) >= io.min_batch:
+        res = io.submit(IORING_OP_WRITE, fd, offsets, address_of(words) + pos * ENTRY_SIZE,
                         sizes * ENTRY_SIZE)
         raise_untolerated(res, tolerate)
     else:
@@ -169,7 +162,7 @@ def write_words(fd: int, offsets: np.ndarray, sizes: np.ndarray, words: np.ndarr
             except OSError as e:
                 if e.errno not in tolerate:
                     raise
-    syscount.add_ops(kind, len(sizes), calls=io is None)
+    syscount.add_ops(kind, len(sizes), calls=io is None or len(sizes) < io.min_batch)
 
 
 #: reading past the last frame of the bitmap or of kpageflags

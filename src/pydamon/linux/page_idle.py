@@ -70,13 +70,16 @@ def word_masks(pfns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(sorted bitmap words, bits of the given frames in each); negative frames skipped."""
     p = np.sort(np.asarray(pfns, dtype=np.int64))
     p = p[p.searchsorted(0):]
-    if not len(p):
-        return np.empty(0, np.int64), np.empty(0, U64)
     words = p >> 6
-    bits = np.left_shift(U64(1), (p & 63).astype(U64))
-    firsts = (words[1:] != words[:-1]).nonzero()[0] + 1
+    # int64 shifts: bit 63 comes out negative, the same 64 bits as unsigned
+    bits = 1 << (p & 63)
+    if len(words) < 2:
+        return words, bits.view(U64)
+    firsts = np.flatnonzero(words[1:] != words[:-1]) + 1
+    if len(firsts) == len(words) - 1:  # no word holds two frames (the common case)
+        return words, bits.view(U64)
     firsts = np.concatenate(([0], firsts))
-    return words[firsts], np.bitwise_or.reduceat(bits, firsts)
+    return words[firsts], np.bitwise_or.reduceat(bits, firsts).view(U64)
 
 
 def gap_for_budget(words: np.ndarray, min_gap: int, max_calls: int) -> int:
@@ -105,10 +108,12 @@ def build_write_spans(pfns, max_gap_words: int = DEFAULT_WRITE_MAX_GAP_WORDS,
         max_calls = max(1, int(len(words) * calls_per_frame))
         max_gap_words = gap_for_budget(words, max_gap_words, max_calls)
     firsts, counts, starts, ends = run_arrays(words, max_gap_words, MAX_RUN_WORDS)
-    out = np.zeros(int(counts.sum()), dtype=U64)
-    if len(words):
-        base = counts.cumsum() - counts - firsts  # word w of run r goes to w + base[r]
-        out[words + base.repeat(ends - starts)] = masks
+    if not len(words):
+        return firsts, counts, np.zeros(0, U64)
+    ends_in_out = counts.cumsum()
+    out = np.zeros(int(ends_in_out[-1]), dtype=U64)
+    base = ends_in_out - counts - firsts  # word w of run r goes to w + base[r]
+    out[words + base.repeat(ends - starts)] = masks
     return firsts * WORD_SIZE, counts, out
 
 
@@ -145,16 +150,15 @@ class IdleBitmap:
     def read_idle(self, pfns) -> np.ndarray:
         """Whether each frame is still idle (negative, non-LRU and tail frames: False)."""
         p = np.asarray(pfns, dtype=np.int64)
-        valid = p >= 0
-        words = np.sort(p[valid] >> 6)
-        if len(words) > 1:
-            words = words[np.concatenate(([True], words[1:] != words[:-1]))]
-        runs = run_arrays(words, 0, MAX_RUN_WORDS)
-        got = read_entries(self.fd, words, runs, "bitmap_read", PAST_THE_END, self.io)
         idle = np.zeros(len(p), dtype=bool)
-        pv = p[valid]
-        value = got[words.searchsorted(pv >> 6)]
-        idle[valid] = ((value >> (pv & 63).astype(U64)) & U64(1)).astype(bool)
+        valid = np.flatnonzero(p >= 0)
+        if len(valid):
+            pv = p[valid]
+            # only the words holding these frames: each idle frame in a word read
+            # costs the kernel a reverse-map walk
+            got = read_scattered(self.fd, pv >> 6, 0, MAX_RUN_WORDS, "bitmap_read",
+                                 PAST_THE_END, self.io)
+            idle[valid] = (got.view(np.int64) >> (pv & 63)) & 1
         return idle
 
 
