@@ -21,7 +21,7 @@ from pydamon.core.context import Context
 from pydamon.core.damos import Action, DamosFilter, FilterType, Scheme
 from pydamon.core.target import Target
 from pydamon.errors import DamonError
-from pydamon.linux import caps, page_idle, pagemap, pidfd, procfs, syscount
+from pydamon.linux import batching, caps, page_idle, pagemap, pidfd, procfs, syscount
 from pydamon.linux.batching import group_runs
 from pydamon.linux.uring import Uring
 from pydamon.ops.paddr import PaddrOps
@@ -150,6 +150,26 @@ def assert_calls(io, ops_by_kind: dict[str, int]) -> None:
         assert {k: syscount.counts[k] for k in ops_by_kind} == ops_by_kind
     else:
         assert set(syscount.counts) <= {"io_uring_enter"}
+
+
+def test_a_few_keys_are_read_as_run_arrays_groups_them(tmp_path):
+    """The plain-Python path for a few keys makes the reads run_arrays plans."""
+    path = tmp_path / "entries"
+    write_entries(path, {i: (i * 2654435761) & ((1 << 64) - 1) for i in range(3000)}, 3000)
+    fd = os.open(path, os.O_RDONLY)
+    rng = random.Random(3)
+    try:
+        for _ in range(200):
+            keys = [rng.randrange(3100) for _ in range(rng.randrange(1, batching.FEW_KEYS))]
+            gap, max_len = rng.randrange(0, 40), rng.randrange(1, 80)
+            syscount.reset()
+            got = batching.read_scattered(fd, keys, gap, max_len, "x")
+            want = [(k * 2654435761) & ((1 << 64) - 1) if k < 3000 else 0 for k in keys]
+            assert got.tolist() == want
+            planned = batching.run_arrays(np.sort(np.array(keys)), gap, max_len)[0]
+            assert syscount.counts["x"] == len(planned)
+    finally:
+        os.close(fd)
 
 
 def test_batches_smaller_than_min_batch_are_plain_calls(tmp_path):

@@ -131,8 +131,8 @@ def read_scattered(fd: int, keys, max_gap: int, max_len: int, kind: str,
     """:func:`read_entries` for keys in any order: sorted for the fewest runs,
     the entries returned in the keys' order."""
     k = np.asarray(keys, dtype=np.int64)
-    if len(k) < 2:
-        return read_entries(fd, k, run_arrays(k, max_gap, max_len), kind, tolerate, io)
+    if len(k) < (FEW_KEYS if io is None else min(FEW_KEYS, io.min_batch)):
+        return _read_few(fd, k.tolist(), max_gap, max_len, kind, tolerate)
     # sorting is one numpy call, cheaper than asking whether the keys already are
     order = np.argsort(k, kind="stable")
     sk = k[order]
@@ -140,6 +140,45 @@ def read_scattered(fd: int, keys, max_gap: int, max_len: int, kind: str,
     out = np.empty(len(got), got.dtype)
     out[order] = got
     return out
+
+
+#: fewer keys than this are grouped and read in plain Python (one pread per
+#: run, as :func:`run_arrays` groups them): each numpy call costs ~30-100 us
+#: under QEMU TCG, more than a few keys' worth of Python. Never more than a
+#: ring's ``min_batch``: what a ring would take goes to the ring
+FEW_KEYS = 16
+
+
+def _read_few(fd: int, keys: list[int], max_gap: int, max_len: int, kind: str,
+              tolerate: frozenset[int] | None) -> np.ndarray:
+    """:func:`read_scattered` of a few keys, without numpy until the result."""
+    order = sorted(range(len(keys)), key=keys.__getitem__)
+    out = [0] * len(keys)
+    nruns = 0
+    i, n = 0, len(order)
+    while i < n:
+        first = last = keys[order[i]]
+        j = i + 1
+        while j < n:
+            k = keys[order[j]]
+            if k - last > max_gap + 1 or k - first >= max_len:
+                break
+            last = k
+            j += 1
+        try:
+            data = os.pread(fd, (last - first + 1) * ENTRY_SIZE, first * ENTRY_SIZE)
+        except OSError as e:
+            if tolerate is not None and e.errno not in tolerate:
+                raise
+            data = b""
+        nruns += 1
+        for m in range(i, j):
+            at = (keys[order[m]] - first) * ENTRY_SIZE
+            if at + ENTRY_SIZE <= len(data):
+                out[order[m]] = int.from_bytes(data[at:at + ENTRY_SIZE], "little")
+        i = j
+    syscount.add_ops(kind, nruns, calls=True)
+    return np.array(out, np.uint64)
 
 
 def write_words(fd: int, offsets: np.ndarray, sizes: np.ndarray, words: np.ndarray,

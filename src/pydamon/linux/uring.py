@@ -81,7 +81,7 @@ def _check(ret: int) -> int:
 #: workers and waiting for them costs the submitting thread a fixed ~1.5 ms
 #: under QEMU TCG (measured: one read 1.55 ms of its CPU, 100 reads 3.2 ms),
 #: while a plain pagemap or bitmap call costs ~0.1-0.15 ms
-DEFAULT_MIN_BATCH = 24
+DEFAULT_MIN_BATCH = 24  # batching.FEW_KEYS is below it
 
 
 class Uring:
