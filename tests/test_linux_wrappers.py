@@ -355,6 +355,9 @@ def fake_vaddr(tmp_path, io):
     t = Target(pid=os.getpid())
     t.handle = ProcessHandle(os.getpid(), own, proc_dir, pm_fd,
                              pagemap.PagemapReader(pm_fd, io=io))
+    # this test process's faults are not the fake pages': unknown, so kept
+    # ABSENT pages are never trusted unless a test counts faults itself
+    t.handle.fault_count = lambda: None
     yield k, ops, t
     ops.detach(t)
     ops.frames.close()
@@ -493,6 +496,37 @@ def test_vaddr_keeps_the_translations_of_small_blocks_sampled_again(fake_vaddr):
     k.touch(5150)
     assert ops.check_accesses(t, samples).tolist() == [False, True, False, False]
     assert syscount.ops["pagemap"] == 1 and t.handle.kinds.nr_translated == 1
+
+
+def test_vaddr_absent_pages_are_trusted_until_the_process_faults(fake_vaddr):
+    from pydamon.ops.block_kinds import SMALL
+
+    k, ops, t = fake_vaddr
+    faults = [10]
+    t.handle.fault_count = lambda: faults[0]
+    clock = iter(range(1, 1 << 30))  # each sample later than the one before
+    ops._clock_ns = lambda: next(clock)
+    ops.verify_every = 1 << 30
+    ops.translate_share = 1.0  # as many whole blocks as samples
+    ops.prepare_access_checks(t, _pages(5))  # learns block 0 (pages 0..99 mapped)
+    ops.prepare_access_checks(t, _pages(6, 2000))  # block 0 read whole; block 3 is empty
+    assert t.handle.blocks[3] == SMALL
+    ops.prepare_access_checks(t, _pages(7, 2001))  # block 3 read whole
+    assert t.handle.kinds.nr_translated == 2
+    syscount.reset()
+    ops.prepare_access_checks(t, _pages(200, 2005))
+    assert t.handle.check_pfns.tolist() == [-1, -1] and "pagemap" not in syscount.ops
+    assert ops.check_accesses(t, _pages(200, 2005)).tolist() == [False, False]
+    # the process faults page 200 in: kept ABSENT pages are read again, as whole blocks
+    k.map_small(200, 9000)
+    k.files()
+    faults[0] += 1
+    syscount.reset()
+    ops.prepare_access_checks(t, _pages(200, 2005))
+    assert t.handle.check_pfns.tolist() == [9000, -1] and syscount.ops["pagemap"] == 2
+    syscount.reset()
+    ops.prepare_access_checks(t, _pages(200, 2005))
+    assert t.handle.check_pfns.tolist() == [9000, -1] and "pagemap" not in syscount.ops
 
 
 def test_vaddr_kept_translations_that_went_wrong_are_dropped(fake_vaddr):
@@ -700,6 +734,16 @@ def test_vaddr_apply_counts_only_what_the_kernel_accepted():
         assert ops.apply_scheme(ctx, t, addr, addr + (8 << 12), s) == (8 << 12, 0)
         # an unmapped page right after the buffer: nothing counts as applied
         assert ops.apply_scheme(ctx, t, addr, addr + (1 << 30), s)[0] == 0
+        # a pageout forgets what was remembered of the blocks it covers, not others
+        from pydamon.ops.block_kinds import SMALL
+
+        b = addr >> 21
+        t.handle.kinds.learn(np.array([b - 1, b, b + 1, b + 2], np.int64), np.full(4, SMALL),
+                             np.full(4, -1, np.int64), 0)
+        ops.apply_scheme(ctx, t, addr, addr + (8 << 12), Scheme(action=Action.PAGEOUT))
+        last = (addr + (8 << 12) - 1) >> 21  # the buffer may straddle two blocks
+        assert sorted(t.handle.blocks) == [x for x in (b - 1, b, b + 1, b + 2) if x > last
+                                           or x < b]
     finally:
         ops.detach(t)
         del addr

@@ -118,6 +118,13 @@ def parse_stat_cpu_ticks(stat_text: str) -> int:
     return int(rest[11]) + int(rest[12])
 
 
+def parse_stat_faults(stat_text: str) -> int:
+    """minflt + majflt of a ``/proc/PID/stat`` line: the page faults of the whole
+    process (every thread's, the exited ones' too)."""
+    rest = stat_text[stat_text.rindex(")") + 2:].split()
+    return int(rest[7]) + int(rest[9])
+
+
 def read_text_at(dir_fd: int, name: str) -> str:
     """Read a whole proc file relative to an open ``/proc/PID`` directory."""
     try:

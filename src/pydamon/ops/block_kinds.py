@@ -39,6 +39,9 @@ BLOCK_PAGES = 1 << (BLOCK_SHIFT - 12)
 UNKNOWN = -1
 SMALL = 0
 HUGE = 1
+#: a kept translation of a page with no frame to check: not present, or the
+#: zero page (only a page fault of the process makes a page there; see vaddr)
+ABSENT = -2
 #: sorts after every real block: searchsorted past the last block lands on it
 _NO_BLOCK = np.iinfo(np.int64).max
 #: blocks whose translations are kept, by default (32 MiB, 16 GiB of target)
@@ -59,8 +62,8 @@ class BlockKinds:
         self.row = np.array([-1], np.int64)
         #: when the translations were read (0: never)
         self.translated_ns = np.zeros(1, np.int64)
-        #: frame of each page of a translated block, one row per block (-1: not
-        #: present or not to be trusted); the last row is the all -1 sentinel
+        #: frame of each page of a translated block, one row per block (ABSENT,
+        #: or -1: not to be trusted); the last row is the all -1 sentinel
         self.pool = np.full((1, BLOCK_PAGES), -1, np.int64)
         self._free_rows: list[int] = []
 
@@ -105,8 +108,9 @@ class BlockKinds:
                           np.concatenate([self.translated_ns[:-1], np.zeros(nb, np.int64)]))
 
     def translate(self, idx: np.ndarray, frames: np.ndarray, now_ns: int) -> None:
-        """Keep ``frames`` (one row of 512 page frames each, -1 for pages not to be
-        trusted) for the known blocks at ``idx`` (distinct indexes from :meth:`lookup`)."""
+        """Keep ``frames`` (one row of 512 page frames each, ABSENT, or -1 for pages
+        not to be trusted) for the known blocks at ``idx`` (distinct indexes from
+        :meth:`lookup`)."""
         idx = np.asarray(idx, np.int64)
         if not len(idx):
             return
@@ -122,6 +126,12 @@ class BlockKinds:
         self.pool[rows] = frames
         self.row[idx] = rows
         self.translated_ns[idx] = now_ns
+
+    def forget_range(self, lo: int, hi: int) -> None:
+        """Forget the blocks ``lo <= block < hi``."""
+        a, b = (int(x) for x in self.blocks[:-1].searchsorted([lo, hi]))
+        if a < b:
+            self.forget(self.blocks[a:b].copy())
 
     def forget(self, blocks: np.ndarray) -> None:
         idx = self.lookup(blocks)

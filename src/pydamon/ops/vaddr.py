@@ -48,7 +48,7 @@ from ..errors import DamonError, einval
 from ..linux import numa, pidfd, procfs
 from ..linux.page_idle import KPageFlags, folio_heads
 from ..linux.pagemap import MAX_RUN_PAGES, PAGE_SHIFT, PAGE_SIZE, PFN_MASK, PagemapReader, frames_of
-from .block_kinds import BLOCK_PAGES, BLOCK_SHIFT, HUGE, SMALL, UNKNOWN, BlockKinds
+from .block_kinds import ABSENT, BLOCK_PAGES, BLOCK_SHIFT, HUGE, SMALL, UNKNOWN, BlockKinds
 from .idle_page import IdlePageOps
 
 if TYPE_CHECKING:
@@ -79,6 +79,8 @@ UNSUPPORTED_WHY: dict[Action, str] = {
 
 #: actions applied through move_pages(2) to the scheme's target_nid
 MIGRATE_ACTIONS: frozenset[Action] = frozenset({Action.MIGRATE_HOT, Action.MIGRATE_COLD})
+#: actions that may change which frames back the range
+FRAME_CHANGING_ACTIONS: frozenset[Action] = MIGRATE_ACTIONS | {Action.PAGEOUT, Action.HUGEPAGE}
 
 
 @dataclass
@@ -100,6 +102,11 @@ class ProcessHandle:
     confirm_pages: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
     #: samples prepared so far (which remembered heads are translated anyway rotates)
     nr_samples: int = 0
+    #: the process's page faults (minflt + majflt) when last read, and when they
+    #: last changed: kept ABSENT translations are trusted only from before then
+    faults: int | None = None
+    faults_changed_ns: int = 0
+    stat_fd: int = -1
     exited: bool = False
     madvise_errors: int = 0
     migrate_errors: int = 0
@@ -109,13 +116,30 @@ class ProcessHandle:
         """{2 MiB block number: SMALL or HUGE} of the blocks learned."""
         return self.kinds.as_dict()
 
+    def fault_count(self) -> int | None:
+        """The process's page faults so far (None: cannot be read)."""
+        try:
+            if self.stat_fd < 0:
+                self.stat_fd = os.open("stat", os.O_RDONLY | os.O_CLOEXEC, dir_fd=self.proc_dir)
+            return procfs.parse_stat_faults(os.pread(self.stat_fd, 4096, 0).decode())
+        except (OSError, ValueError, IndexError):
+            return None
+
+    def note_faults(self, now_ns: int) -> None:
+        """Read the fault count; a change (or no count) distrusts ABSENT translations."""
+        faults = self.fault_count()
+        if faults is None or faults != self.faults:
+            self.faults_changed_ns = now_ns
+        self.faults = faults
+
     def close(self) -> None:
-        for fd in (self.pagemap_fd, self.proc_dir, self.pidfd):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
-        self.pagemap_fd = self.proc_dir = self.pidfd = -1
+        for fd in (self.stat_fd, self.pagemap_fd, self.proc_dir, self.pidfd):
+            if fd >= 0:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+        self.stat_fd = self.pagemap_fd = self.proc_dir = self.pidfd = -1
 
 
 def open_process(pid: int | None) -> ProcessHandle:
@@ -420,7 +444,9 @@ class VaddrOps(IdlePageOps):
             h.check_pfns = np.full(len(addrs), -1, np.int64)
             h.unverified = h.confirm_pages = np.empty(0, np.int64)
             return
-        h.check_pfns = self._check_frames(h, np.asarray(addrs, np.int64), self._now_ns())
+        now_ns = self._now_ns()
+        h.note_faults(now_ns)
+        h.check_pfns = self._check_frames(h, np.asarray(addrs, np.int64), now_ns)
         self.frames.mark(h.check_pfns)
 
     def check_accesses(self, target: Target, addrs: np.ndarray) -> np.ndarray:
@@ -474,31 +500,40 @@ class VaddrOps(IdlePageOps):
             kind[stale] = UNKNOWN
         row = cache.row[idx]
         cached = cache.pool[row, offset]  # -1: none, or not to be trusted
-        translated = (row >= 0) & (now_ns - cache.translated_ns[idx] <= ttl_ns)
+        tns = cache.translated_ns[idx]
+        translated = (row >= 0) & (now_ns - tns <= ttl_ns)
+        # a page kept ABSENT (not present, the zero page) stays so until the
+        # process faults: the fault count was read before any translation
+        absent = (cached == ABSENT) & (tns >= h.faults_changed_ns) & (h.faults is not None)
         rotation = (np.arange(h.nr_samples, h.nr_samples + n) % self.verify_every) == 0
         h.nr_samples += 1
-        trusted = ~rotation & (huge | (translated & (cached >= 0)))
-        check = np.where(trusted, np.where(huge, frame, cached), -1)
-        h.unverified = np.flatnonzero(trusted)
+        framed = huge | (translated & (cached >= 0))
+        trusted = ~rotation & (framed | (translated & absent))
+        checked = trusted & framed  # an ABSENT page is not accessed: nothing to check
+        check = np.where(checked, np.where(huge, frame, cached), -1)
+        h.unverified = np.flatnonzero(checked)
         h.confirm_pages = np.where(huge, blocks << (BLOCK_SHIFT - PAGE_SHIFT), pages)[h.unverified]
         query = np.flatnonzero(~trusted)
         if len(query):
+            # known small blocks to read whole: no translations kept, or stale
+            # ones, or kept ABSENT pages the process may have faulted in since
+            reread = (kind == SMALL) & (~translated | ((cached == ABSENT) & ~absent))
             check[query] = self._translate(h, pages[query], kind[query], frame[query],
-                                           cached[query], translated[query], n, now_ns)
+                                           cached[query], reread[query], n, now_ns)
         return check
 
     def _translate(self, h: ProcessHandle, pages: np.ndarray, kind: np.ndarray,
-                   frame: np.ndarray, cached: np.ndarray, translated: np.ndarray, n: int,
+                   frame: np.ndarray, cached: np.ndarray, reread: np.ndarray, n: int,
                    now_ns: int) -> np.ndarray:
         """Frames to check for samples translated now, through the pagemap.
 
         A sample in a remembered huge block reads the block's first page: the
-        head while the huge page lives. A sample in a known small block
-        without translations reads the whole block (at most
-        ``translate_share`` of ``n`` blocks per sample), which the next samples
-        there reuse. Where the pagemap disagrees with what was remembered, the
-        block is forgotten and the sample looked at afresh; samples in blocks
-        not known learn them (:meth:`FrameChecker.resolve`).
+        head while the huge page lives. A sample in a known small block to
+        ``reread`` reads the whole block (at most ``translate_share`` of ``n``
+        blocks per sample), which the next samples there reuse. Where the
+        pagemap disagrees with what was remembered, the block is forgotten and
+        the sample looked at afresh; samples in blocks not known learn them
+        (:meth:`FrameChecker.resolve`), as small when nothing is there.
         """
         frames = self.frames
         assert frames is not None
@@ -506,8 +541,7 @@ class VaddrOps(IdlePageOps):
         blocks = pages >> (BLOCK_SHIFT - PAGE_SHIFT)
         offset = pages & (BLOCK_PAGES - 1)
         huge = kind == HUGE
-        # known small blocks whose translations are missing or stale: read whole
-        whole = np.flatnonzero((kind == SMALL) & ~translated)
+        whole = np.flatnonzero(reread)
         chosen = np.empty(0, np.int64)
         if len(whole):
             wb = np.sort(blocks[whole])
@@ -542,6 +576,11 @@ class VaddrOps(IdlePageOps):
                 pfn[moved] = frames_of(h.pagemap.read_entries(pages[moved]))
         present = ~head_ok & (pfn >= 0)
         present &= ~frames.known_zero(pfn)  # untouched memory: the zero page, never accessed
+        # nothing there: no huge page either, so a block not known is small
+        empty = np.flatnonzero((kind == UNKNOWN) & ~head_ok & ~present)
+        if len(empty):
+            cache.learn(blocks[empty], np.full(len(empty), SMALL), np.full(len(empty), -1),
+                        now_ns)
         window_start = pfn - offset
         aligned = present & ((window_start & (BLOCK_PAGES - 1)) == 0)
         small = present & (kind == SMALL) & ~(aligned & (window_start != frame))
@@ -566,11 +605,17 @@ class VaddrOps(IdlePageOps):
                            block_frames: np.ndarray, now_ns: int) -> None:
         """Keep the frames read for whole small blocks, for the next samples there.
 
-        Kept as -1 (translated again at each sample, as before) are pages not
-        present, the zero page (a write makes a page there, which the kernel
-        sees as an access), and frames sitting where a PMD-mapped huge page's
-        would, outside the window the block was verified small in (the sign of
-        a collapse, which the per-sample path checks).
+        Pages not present and pages on the zero page are kept ABSENT: counted
+        not accessed without a pagemap read until the process page-faults
+        (:meth:`ProcessHandle.note_faults`): only a fault of the process puts
+        a page there (a write to the zero page is a fault too). The known
+        exceptions, a collapse by khugepaged over unpopulated pages and another
+        process writing through ``/proc/PID/mem`` or ``process_vm_writev``,
+        are seen by the rotation or at most ``block_kind_ttl_s`` later.
+        Kept as -1 (translated again at each sample) are frames sitting where
+        a PMD-mapped huge page's would, outside the window the block was
+        verified small in (the sign of a collapse, which the per-sample path
+        checks).
         """
         idx = cache.lookup(blocks)
         ok = np.flatnonzero((idx >= 0) & (cache.kind[idx] == SMALL))
@@ -581,7 +626,8 @@ class VaddrOps(IdlePageOps):
         suspicious = (f >= 0) & ((window_start & (BLOCK_PAGES - 1)) == 0) & (
             window_start != cache.frame[idx][:, None])
         zero = self.frames.known_zero(f.ravel()).reshape(f.shape)
-        f[suspicious | zero] = -1
+        f[suspicious] = -1
+        f[(f == -1) & ~suspicious | zero] = ABSENT
         cache.translate(idx, f, now_ns)
 
     # -- DAMOS -----------------------------------------------------------------------
@@ -590,6 +636,10 @@ class VaddrOps(IdlePageOps):
         h: ProcessHandle | None = target.handle
         if h is None or h.exited or end <= start:
             return 0, 0
+        if scheme.action in FRAME_CHANGING_ACTIONS:
+            # what was remembered of these blocks may no longer hold (frames
+            # freed or moved, a huge page made where pages were ABSENT)
+            h.kinds.forget_range(start >> BLOCK_SHIFT, (end - 1 >> BLOCK_SHIFT) + 1)
         if scheme.action in MIGRATE_ACTIONS:
             return self._migrate(h, start, end, scheme), 0
         advice = ACTION_ADVICE.get(scheme.action)
