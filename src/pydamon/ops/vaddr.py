@@ -539,8 +539,17 @@ class VaddrOps(IdlePageOps):
         assert frames is not None
         cache = h.kinds
         blocks = pages >> (BLOCK_SHIFT - PAGE_SHIFT)
-        offset = pages & (BLOCK_PAGES - 1)
         huge = kind == HUGE
+        expect = np.where(huge, frame, cached)
+        if not np.count_nonzero(reread | (kind == UNKNOWN) | (expect == -1)):
+            # the common case: the rotation's samples, translated only to verify
+            # what is kept (a huge head, a frame, ABSENT). When the pagemap agrees,
+            # that is the answer; the rest of the way is for what it does not
+            single = np.where(huge, blocks << (BLOCK_SHIFT - PAGE_SHIFT), pages)
+            pfn = frames_of(h.pagemap.read_entries(single))
+            if np.array_equal(pfn, np.maximum(expect, -1)):
+                return pfn
+        offset = pages & (BLOCK_PAGES - 1)
         whole = np.flatnonzero(reread)
         chosen = np.empty(0, np.int64)
         if len(whole):
