@@ -18,7 +18,8 @@ a process (small pages or one PMD-mapped huge page) is remembered
 (:mod:`.block_kinds`), so ``/proc/kpageflags`` is read when a block is first
 sampled, when its layout visibly changes, and, for huge blocks, again after
 ``block_kind_ttl_s`` (a few blocks per sample). A small block sampled again
-has the frames of all its pages read at once and kept for the same time. A
+has the frames of all its pages read at once and kept for
+``translation_ttl_s``. A
 sample in a remembered huge block (through its head) or with a kept frame is
 checked without a pagemap read: a set idle bit means the folio was neither
 freed nor accessed since marked; an accessed reading is confirmed through
@@ -356,6 +357,11 @@ class VaddrOps(IdlePageOps):
     #: how long a huge block's head is trusted before kpageflags is read
     #: again (a huge page split in place shows nothing in the pagemap)
     block_kind_ttl_s: float = 30.0
+    #: how long a small block's kept frames are used before the block is read
+    #: again. Longer than the huge pages' ttl: a kept frame that went wrong
+    #: is caught when it reads accessed (confirmed) or by the rotation, and an
+    #: ABSENT page by the process's fault count; this only bounds the rest
+    translation_ttl_s: float = 300.0
     #: at most this share of a sample's regions re-learn stale blocks
     relearn_share: float = 0.02
     #: a sample in a remembered huge block (checked through its head) or in a
@@ -501,7 +507,7 @@ class VaddrOps(IdlePageOps):
         row = cache.row[idx]
         cached = cache.pool[row, offset]  # -1: none, or not to be trusted
         tns = cache.translated_ns[idx]
-        translated = (row >= 0) & (now_ns - tns <= ttl_ns)
+        translated = (row >= 0) & (now_ns - tns <= int(self.translation_ttl_s * 1e9))
         # a page kept ABSENT (not present, the zero page) stays so until the
         # process faults: the fault count was read before any translation
         absent = (cached == ABSENT) & (tns >= h.faults_changed_ns) & (h.faults is not None)
@@ -620,7 +626,7 @@ class VaddrOps(IdlePageOps):
         a page there (a write to the zero page is a fault too). The known
         exceptions, a collapse by khugepaged over unpopulated pages and another
         process writing through ``/proc/PID/mem`` or ``process_vm_writev``,
-        are seen by the rotation or at most ``block_kind_ttl_s`` later.
+        are seen by the rotation or at most ``translation_ttl_s`` later.
         Kept as -1 (translated again at each sample) are frames sitting where
         a PMD-mapped huge page's would, outside the window the block was
         verified small in (the sign of a collapse, which the per-sample path
