@@ -234,14 +234,16 @@ def process_cpu_s() -> float:
     return ru.ru_utime + ru.ru_stime
 
 
-def run_pydamon(pid: int, attrs: Attrs, nr_aggregations: int, max_warmup: int = 10,
+def run_pydamon(pid: int, attrs: Attrs, nr_aggregations: int, max_warmup: int = 30,
                 settled_share: float = 0.02) -> MonitorResult:
     """Run pydamon's vaddr; CPU and calls are counted after a warm-up.
 
-    The warm-up lasts until what backs each 2 MiB block is learned (kpageflags
-    reads in an aggregation at most ``settled_share`` of its region-samples),
-    at most ``max_warmup`` aggregations: that one-time cost grows with the
-    target's size, the per-sample cost must not. Both are reported.
+    The warm-up lasts until what is learned once per 2 MiB block has settled
+    (kpageflags reads of blocks not known, and whole-block pagemap reads of
+    small blocks whose translations are kept, together at most
+    ``settled_share`` of an aggregation's region-samples), at most
+    ``max_warmup`` aggregations: that one-time cost grows with the target's
+    size, the per-sample cost must not. Both are reported.
     """
     from pydamon.core.attrs import MonitoringAttrs
     from pydamon.core.context import Context
@@ -274,10 +276,12 @@ def run_pydamon(pid: int, attrs: Attrs, nr_aggregations: int, max_warmup: int = 
         ops: dict[str, int]
         region_samples: int
         samples: int
+        block_translations: int
 
     def mark() -> Mark:
         return Mark(process_cpu_s(), stat_cpu_s("/proc/self/stat"), syscount.snapshot(),
-                    syscount.ops_snapshot(), region_samples[0], ctx.passed_sample_intervals)
+                    syscount.ops_snapshot(), region_samples[0], ctx.passed_sample_intervals,
+                    getattr(ctx.ops, "nr_block_translations", 0))
 
     marks: list[Mark] = []
     warmup: list[Mark] = []
@@ -288,7 +292,8 @@ def run_pydamon(pid: int, attrs: Attrs, nr_aggregations: int, max_warmup: int = 
         warmup.append(mark())
         if len(warmup) >= 2:
             a, b = warmup[-2], warmup[-1]
-            learning = b.ops.get("kpageflags", 0) - a.ops.get("kpageflags", 0)
+            learning = (b.ops.get("kpageflags", 0) - a.ops.get("kpageflags", 0)
+                        + b.block_translations - a.block_translations)
             if (learning <= settled_share * (b.region_samples - a.region_samples)
                     or len(warmup) > max_warmup):
                 marks.append(b)  # measure from here
@@ -399,7 +404,8 @@ def print_rows(rows: list[Row]) -> None:
           "kdamond schedstat; pydamon: its process, io-wq workers included), the least of "
           "the runs; sc/rs = pydamon system calls per region-sample; op/rs = its pagemap, "
           "kpageflags and bitmap reads/writes per region-sample (one io_uring entry or one "
-          "call each); warm = pydamon warm-up aggregations (block kinds learned), w ms/s "
+          "call each); warm = pydamon warm-up aggregations (block kinds and kept "
+          "translations learned), w ms/s "
           "= its CPU per sample then")
 
 
@@ -510,9 +516,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--samples-per-aggr", type=int, default=10)
     ap.add_argument("--update-us", type=int, default=5_000_000)
     ap.add_argument("--aggregations", type=int, default=6)
-    ap.add_argument("--max-warmup", type=int, default=10,
+    ap.add_argument("--max-warmup", type=int, default=30,
                     help="most pydamon aggregations run before CPU and calls are counted "
-                         "(fewer once block kinds are learned)")
+                         "(fewer once block kinds and translations are learned)")
     ap.add_argument("--repeat", type=int, default=2,
                     help="runs of each monitor per config; CPU is the least of them")
     ap.add_argument("--io", choices=["auto", "sync"], default="auto",

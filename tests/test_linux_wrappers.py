@@ -172,6 +172,36 @@ def test_a_few_keys_are_read_as_run_arrays_groups_them(tmp_path):
         os.close(fd)
 
 
+def test_uring_issues_inline_only_the_reads_it_was_told_to(tmp_path):
+    from pydamon.linux import uring
+
+    ring = Uring.open()
+    if ring is None:
+        pytest.skip("io_uring is refused on this machine")
+    path = tmp_path / "f"
+    path.write_bytes(bytes(range(16)))
+    fd = os.open(path, os.O_RDWR)
+    try:
+        ring.issue_inline(uring.IORING_OP_READ, fd)
+        buf, addr = ring.scratch(2)
+
+        def flags_of_last_sqe() -> int:
+            slot = (ring._sq_tail.value - 1) & ring._sq_mask
+            return int(ring._sqes[slot, 0]) >> 8 & 0xFF
+
+        assert ring.submit(uring.IORING_OP_READ, fd, np.array([8]), np.array([addr]),
+                           np.array([8])).tolist() == [8]
+        assert flags_of_last_sqe() == 0 and buf[0] == int.from_bytes(bytes(range(8, 16)),
+                                                                     "little")
+        assert ring.submit(uring.IORING_OP_WRITE, fd, np.array([0]), np.array([addr]),
+                           np.array([8])).tolist() == [8]
+        assert flags_of_last_sqe() == uring.IOSQE_ASYNC
+        assert path.read_bytes() == bytes(range(8, 16)) * 2
+    finally:
+        os.close(fd)
+        ring.close()
+
+
 def test_batches_smaller_than_min_batch_are_plain_calls(tmp_path):
     ring = Uring.open()
     if ring is None:
@@ -527,6 +557,13 @@ def test_vaddr_absent_pages_are_trusted_until_the_process_faults(fake_vaddr):
     syscount.reset()
     ops.prepare_access_checks(t, _pages(200, 2005))
     assert t.handle.check_pfns.tolist() == [9000, -1] and "pagemap" not in syscount.ops
+    # a page made present without a fault of the process (a collapse by
+    # khugepaged, a write through /proc/PID/mem): the rotation sees it
+    k.map_small(2005, 9100)
+    k.files()
+    ops.verify_every = 1
+    ops.prepare_access_checks(t, _pages(2005))
+    assert t.handle.check_pfns.tolist() == [9100] and t.handle.kinds.nr_translated == 1
 
 
 def test_vaddr_kept_translations_that_went_wrong_are_dropped(fake_vaddr):

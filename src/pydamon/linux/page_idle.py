@@ -22,7 +22,7 @@ import os
 import numpy as np
 
 from .batching import PAST_THE_END, read_entries, read_scattered, run_arrays, write_words
-from .uring import Uring
+from .uring import IORING_OP_READ, Uring
 
 BITMAP_PATH = "/sys/kernel/mm/page_idle/bitmap"
 KPAGEFLAGS_PATH = "/proc/kpageflags"
@@ -235,6 +235,8 @@ class FrameChecker:
         #: the io_uring the reads and writes of a sample go through (None: plain calls)
         self.io = io
         bitmap.io = kpageflags.io = io
+        if io is not None:
+            io.issue_inline(IORING_OP_READ, bitmap.fd)
         #: frames of the zero page(s): what reads of untouched memory map; never on the LRU
         self.zero_pfns: set[int] = set()
 

@@ -39,7 +39,8 @@ IORING_FEAT_SINGLE_MMAP = 1 << 0
 IORING_ENTER_GETEVENTS = 1 << 0
 IORING_OP_READ = 22
 IORING_OP_WRITE = 23
-#: skip the non-blocking first try: procfs and sysfs files always punt to io-wq
+#: skip the non-blocking first try, straight to the io-wq workers (cheaper for
+#: pagemap reads and bitmap writes; see Uring.issue_inline)
 IOSQE_ASYNC = 1 << 4
 
 #: an SQE is 8 little-endian words: [opcode u8 | flags u8 | ioprio u16 | fd s32],
@@ -139,6 +140,8 @@ class Uring:
         self._sqes[:, 4] = np.arange(p.sq_entries, dtype=np.uint64)
         self._scratch = np.zeros(0, np.uint64)
         self._scratch_addr = 0
+        #: (opcode, fd) pairs submitted without IOSQE_ASYNC (see :meth:`issue_inline`)
+        self._inline: set[tuple[int, int]] = set()
 
     @classmethod
     def open(cls, entries: int = 1024) -> Uring | None:
@@ -182,6 +185,13 @@ class Uring:
             os.close(self.fd)
             self.fd = -1
 
+    def issue_inline(self, opcode: int, fd: int) -> None:
+        """Submit ``opcode`` on ``fd`` without IOSQE_ASYNC: the kernel first tries it
+        in ``io_uring_enter`` itself. Measured under TCG, 100 reads of the idle
+        page bitmap cost ~4.4 ms that way and ~6.2 ms through the io-wq workers;
+        bitmap writes and pagemap reads cost more inline (writes ~6x)."""
+        self._inline.add((opcode, fd))
+
     def scratch(self, nwords: int) -> tuple[np.ndarray, int]:
         """A zeroed buffer of ``nwords`` words owned by the ring, and its address:
         where a batch of reads may land (valid until the next call)."""
@@ -201,8 +211,9 @@ class Uring:
         """
         n = len(offsets)
         res = np.empty(n, np.int32)
-        # the first word of every SQE: opcode, IOSQE_ASYNC, ioprio 0, fd
-        word0 = opcode | IOSQE_ASYNC << 8 | (fd & 0xFFFFFFFF) << 32
+        # the first word of every SQE: opcode, flags, ioprio 0, fd
+        flags = 0 if (opcode, fd) in self._inline else IOSQE_ASYNC
+        word0 = opcode | flags << 8 | (fd & 0xFFFFFFFF) << 32
         size = self.sq_entries
         done = 0
         while done < n:

@@ -371,8 +371,10 @@ class VaddrOps(IdlePageOps):
     #: after fork, mremap, a frame freed and reused) is noticed within a few samples
     verify_every: int = 8
     #: at most this share of a sample's regions read a whole small block's
-    #: translations (one pagemap read of 512 entries costs about two of one)
-    translate_share: float = 0.05
+    #: translations (one pagemap read of 512 entries costs about two of one,
+    #: so while blocks are being learned a sample costs at most ~1.3 times
+    #: what it would without keeping them, and the learning ends soon)
+    translate_share: float = 0.25
 
     unsupported_why: ClassVar[dict[Action, str]] = UNSUPPORTED_WHY
 
@@ -382,6 +384,9 @@ class VaddrOps(IdlePageOps):
         self.node_dir = numa.NODE_DIR
         #: the kdamond's clock, for the age of what is known of each block
         self._clock_ns: Callable[[], int] | None = None
+        #: whole small blocks read to keep their translations, so far (a
+        #: one-time cost per block that benchmarks tell from the steady state)
+        self.nr_block_translations = 0
 
     def init(self, ctx: Context) -> None:
         super().init(ctx)
@@ -553,6 +558,7 @@ class VaddrOps(IdlePageOps):
             # that is the answer; the rest of the way is for what it does not
             single = np.where(huge, blocks << (BLOCK_SHIFT - PAGE_SHIFT), pages)
             pfn = frames_of(h.pagemap.read_entries(single))
+            pfn[frames.known_zero(pfn)] = -1  # the zero page is kept ABSENT too
             if np.array_equal(pfn, np.maximum(expect, -1)):
                 return pfn
         offset = pages & (BLOCK_PAGES - 1)
@@ -562,6 +568,7 @@ class VaddrOps(IdlePageOps):
             wb = np.sort(blocks[whole])
             wb = wb[np.flatnonzero(np.diff(wb, prepend=-1))]
             chosen = wb[:max(1, int(n * self.translate_share))]
+            self.nr_block_translations += len(chosen)
         single = np.where(huge, blocks << (BLOCK_SHIFT - PAGE_SHIFT), pages)
         if len(chosen):
             pos = np.minimum(chosen.searchsorted(blocks), len(chosen) - 1)
@@ -583,7 +590,8 @@ class VaddrOps(IdlePageOps):
         # the huge page is gone or another, or a translation kept is wrong: the
         # block is forgotten and the sample looked at afresh
         moved = huge & ~head_ok
-        wrong = (cached >= 0) & (pfn != cached)
+        wrong = np.where(cached == ABSENT, (pfn >= 0) & ~frames.known_zero(pfn),
+                         (cached >= 0) & (pfn != cached))
         if np.count_nonzero(moved | wrong):
             cache.forget(blocks[moved | wrong])
             kind = np.where(moved | wrong, UNKNOWN, kind)
