@@ -83,7 +83,10 @@ def address_of(a: np.ndarray) -> int:
 
 def raise_untolerated(results: np.ndarray, tolerate: frozenset[int]) -> None:
     """OSError for the first io_uring result that failed with an errno not in ``tolerate``."""
-    for e in (-results[results < 0]).tolist():
+    failed = results < 0
+    if not np.count_nonzero(failed):
+        return
+    for e in (-results[failed]).tolist():
         if e not in tolerate:
             raise OSError(e, os.strerror(e))
 
@@ -119,8 +122,8 @@ def read_entries(fd: int, keys: np.ndarray, runs, kind: str,
             chunks.append(data if len(data) == size else data.ljust(size, b"\0"))
         buf = np.frombuffer(b"".join(chunks), dtype=np.uint64)
     syscount.add_ops(kind, len(firsts), calls=io is None or len(firsts) < io.min_batch)
-    if not len(firsts):
-        return buf
+    if len(firsts) == len(keys):  # a run per key, one entry each: in the keys' order
+        return buf.copy()  # the ring's scratch is reused, a read's bytes are read-only
     run_of_key = np.arange(len(firsts)).repeat(ends - starts)
     return buf[keys + (pos - firsts)[run_of_key]]
 
