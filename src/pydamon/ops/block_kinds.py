@@ -5,10 +5,10 @@ be checked through the head frame; finding the head takes a read of
 ``/proc/kpageflags``. :class:`BlockKinds` remembers the answer per block so
 that a block costs that read once, not at every sample:
 
-* a **huge** block remembers its head frame; every sample re-reads the
-  pagemap entry of the block's first page and keeps the answer only while
-  that entry still is the head (a migrated, re-collapsed or freed huge page
-  shows another frame there);
+* a **huge** block remembers its head frame, kept while the pagemap entry
+  of the block's first page still is the head (a migrated, re-collapsed or
+  freed huge page shows another frame there; :mod:`.vaddr` says when it
+  reads that entry);
 * a **small** block remembers the one frame alignment it verified: a sample
   whose frame sits at the same offset in its 2 MiB frame window as the page
   in its block (as every page of a PMD-mapped huge page does) and does not

@@ -19,12 +19,12 @@ a process (small pages or one PMD-mapped huge page) is remembered
 sampled, when its layout visibly changes, and, for huge blocks, again after
 ``block_kind_ttl_s`` (a few blocks per sample). A small block sampled again
 has the frames of all its pages read at once and kept for
-``translation_ttl_s``. A
-sample in a remembered huge block (through its head) or with a kept frame is
-checked without a pagemap read: a set idle bit means the folio was neither
-freed nor accessed since marked; an accessed reading is confirmed through
-the pagemap (a freed frame reads accessed), and one sample in
-``verify_every`` is translated anyway.
+``translation_ttl_s``. A sample in a remembered huge block (through its
+head) or with a kept frame is checked without a pagemap read: a set idle bit
+means the folio was neither freed nor accessed since marked; an accessed
+reading is confirmed through the pagemap (a freed frame reads accessed), and
+one sample in ``verify_every`` is translated anyway. Pages kept as not
+present count as not accessed, without a read, until the process faults.
 
 Targets are held through a pidfd and a descriptor of their ``/proc/PID``
 directory opened while the pidfd shows the process alive, so a reused PID
