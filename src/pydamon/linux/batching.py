@@ -68,11 +68,28 @@ def run_arrays(keys, max_gap: int, max_len: int
     return firsts, lasts - firsts + 1, starts, ends
 
 
-def group_runs(keys, max_gap: int, max_len: int) -> list[Run]:
-    """:func:`run_arrays` as a list of (first, count, i, j) tuples."""
-    firsts, counts, starts, ends = run_arrays(keys, max_gap, max_len)
-    return list(zip(firsts.tolist(), counts.tolist(), starts.tolist(), ends.tolist(),
-                    strict=True))
+def group_runs(keys: list[int], max_gap: int, max_len: int) -> list[Run]:
+    """The runs of :func:`run_arrays`, in plain Python, as (first, count, i, j)
+    tuples: for a handful of keys, where each numpy call would cost more than
+    the keys (:func:`read_scattered`)."""
+    if max_len < 1:
+        raise ValueError("max_len must be at least 1")
+    runs: list[Run] = []
+    if not len(keys):
+        return runs
+    step = max_gap + 1
+    first = last = keys[0]
+    i0 = 0
+    for i in range(1, len(keys)):
+        k = keys[i]
+        if last <= k and k - last <= step and k - first < max_len:
+            last = k
+            continue
+        runs.append((first, last - first + 1, i0, i))
+        first = last = k
+        i0 = i
+    runs.append((first, last - first + 1, i0, len(keys)))
+    return runs
 
 
 def address_of(a: np.ndarray) -> int:
@@ -110,15 +127,9 @@ def read_entries(fd: int, keys: np.ndarray, runs, kind: str,
     else:
         # one pread per run, the cheapest loop body (this is per system call)
         chunks = []
-        pread = os.pread
         for off, size in zip((firsts * ENTRY_SIZE).tolist(), (counts * ENTRY_SIZE).tolist(),
                              strict=True):
-            try:
-                data = pread(fd, size, off)
-            except OSError as e:
-                if tolerate is not None and e.errno not in tolerate:
-                    raise
-                data = b""
+            data = _pread(fd, size, off, tolerate)
             chunks.append(data if len(data) == size else data.ljust(size, b"\0"))
         buf = np.frombuffer(b"".join(chunks), dtype=np.uint64)
     syscount.add_ops(kind, len(firsts), calls=io is None or len(firsts) < io.min_batch)
@@ -156,32 +167,27 @@ def _read_few(fd: int, keys: list[int], max_gap: int, max_len: int, kind: str,
               tolerate: frozenset[int] | None) -> np.ndarray:
     """:func:`read_scattered` of a few keys, without numpy until the result."""
     order = sorted(range(len(keys)), key=keys.__getitem__)
+    sk = [keys[i] for i in order]
     out = [0] * len(keys)
-    nruns = 0
-    i, n = 0, len(order)
-    while i < n:
-        first = last = keys[order[i]]
-        j = i + 1
-        while j < n:
-            k = keys[order[j]]
-            if k - last > max_gap + 1 or k - first >= max_len:
-                break
-            last = k
-            j += 1
-        try:
-            data = os.pread(fd, (last - first + 1) * ENTRY_SIZE, first * ENTRY_SIZE)
-        except OSError as e:
-            if tolerate is not None and e.errno not in tolerate:
-                raise
-            data = b""
-        nruns += 1
+    runs = group_runs(sk, max_gap, max_len)
+    for first, count, i, j in runs:
+        data = _pread(fd, count * ENTRY_SIZE, first * ENTRY_SIZE, tolerate)
         for m in range(i, j):
-            at = (keys[order[m]] - first) * ENTRY_SIZE
+            at = (sk[m] - first) * ENTRY_SIZE
             if at + ENTRY_SIZE <= len(data):
                 out[order[m]] = int.from_bytes(data[at:at + ENTRY_SIZE], "little")
-        i = j
-    syscount.add_ops(kind, nruns, calls=True)
+    syscount.add_ops(kind, len(runs), calls=True)
     return np.array(out, np.uint64)
+
+
+def _pread(fd: int, size: int, offset: int, tolerate: frozenset[int] | None) -> bytes:
+    """One read; what failed with an errno in ``tolerate`` (any, if None) reads nothing."""
+    try:
+        return os.pread(fd, size, offset)
+    except OSError as e:
+        if tolerate is not None and e.errno not in tolerate:
+            raise
+        return b""
 
 
 def write_words(fd: int, offsets: np.ndarray, sizes: np.ndarray, words: np.ndarray,

@@ -111,17 +111,22 @@ def free_mem_rate(path: str = "/proc/meminfo") -> int | None:
         return None
 
 
+def _stat_fields_after_comm(stat_text: str) -> list[str]:
+    """The fields of a ``stat`` line from the state on (field 3, index 0)."""
+    # the command name may hold spaces and parentheses: fields start after the last ')'
+    return stat_text[stat_text.rindex(")") + 2:].split()
+
+
 def parse_stat_cpu_ticks(stat_text: str) -> int:
     """utime + stime (clock ticks) of a ``/proc/PID/stat`` or ``task/TID/stat`` line."""
-    # the command name may hold spaces and parentheses: fields start after the last ')'
-    rest = stat_text[stat_text.rindex(")") + 2:].split()
+    rest = _stat_fields_after_comm(stat_text)
     return int(rest[11]) + int(rest[12])
 
 
 def parse_stat_faults(stat_text: str) -> int:
     """minflt + majflt of a ``/proc/PID/stat`` line: the page faults of the whole
     process (every thread's, the exited ones' too)."""
-    rest = stat_text[stat_text.rindex(")") + 2:].split()
+    rest = _stat_fields_after_comm(stat_text)
     return int(rest[7]) + int(rest[9])
 
 
