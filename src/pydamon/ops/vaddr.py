@@ -551,25 +551,27 @@ class VaddrOps(IdlePageOps):
         cache = h.kinds
         blocks = pages >> (BLOCK_SHIFT - PAGE_SHIFT)
         huge = kind == HUGE
+        # a huge block's sample reads the block's first page, the others their own
+        single = np.where(huge, blocks << (BLOCK_SHIFT - PAGE_SHIFT), pages)
         expect = np.where(huge, frame, cached)
+        pfn = None
         if not np.count_nonzero(reread | (kind == UNKNOWN) | (expect == -1)):
             # the common case: the rotation's samples, translated only to verify
             # what is kept (a huge head, a frame, ABSENT). When the pagemap agrees,
-            # that is the answer; the rest of the way is for what it does not
-            single = np.where(huge, blocks << (BLOCK_SHIFT - PAGE_SHIFT), pages)
+            # that is the answer; the rest of the way is for what it does not,
+            # with the entries read here
             pfn = frames_of(h.pagemap.read_entries(single))
-            pfn[frames.known_zero(pfn)] = -1  # the zero page is kept ABSENT too
-            if np.array_equal(pfn, np.maximum(expect, -1)):
-                return pfn
+            seen = np.where(frames.known_zero(pfn), -1, pfn)  # the zero page is ABSENT too
+            if np.array_equal(seen, np.maximum(expect, -1)):
+                return seen
         offset = pages & (BLOCK_PAGES - 1)
-        whole = np.flatnonzero(reread)
+        whole = np.flatnonzero(reread)  # none when the entries were read above
         chosen = np.empty(0, np.int64)
         if len(whole):
             wb = np.sort(blocks[whole])
             wb = wb[np.flatnonzero(np.diff(wb, prepend=-1))]
             chosen = wb[:max(1, int(n * self.translate_share))]
             self.nr_block_translations += len(chosen)
-        single = np.where(huge, blocks << (BLOCK_SHIFT - PAGE_SHIFT), pages)
         if len(chosen):
             pos = np.minimum(chosen.searchsorted(blocks), len(chosen) - 1)
             in_chosen = chosen[pos] == blocks
@@ -582,7 +584,7 @@ class VaddrOps(IdlePageOps):
             pfn = np.empty(len(pages), np.int64)
             pfn[~in_chosen] = got[:nsingle]
             pfn[in_chosen] = block_frames[pos[in_chosen], offset[in_chosen]]
-        else:
+        elif pfn is None:
             pfn = frames_of(h.pagemap.read_entries(single))
         check = np.full(len(pages), -1, np.int64)
         head_ok = huge & (pfn == frame)
