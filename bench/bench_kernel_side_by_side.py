@@ -405,8 +405,7 @@ def print_rows(rows: list[Row]) -> None:
           "the runs; sc/rs = pydamon system calls per region-sample; op/rs = its pagemap, "
           "kpageflags and bitmap reads/writes per region-sample (one io_uring entry or one "
           "call each); warm = pydamon warm-up aggregations (block kinds and kept "
-          "translations learned), w ms/s "
-          "= its CPU per sample then")
+          "translations learned), w ms/s = its CPU per sample then")
 
 
 def check_bars(rows: list[Row]) -> list[str]:
