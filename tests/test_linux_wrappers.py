@@ -118,7 +118,8 @@ def test_group_runs_covers_every_key_greedily():
         gap, max_len = rng.randint(0, 20), rng.randint(1, 600)
         runs = group_runs(keys, gap, max_len)
         # the numpy grouping of large batches makes the same runs
-        assert runs == list(zip(*(a.tolist() for a in batching.run_arrays(keys, gap, max_len))))
+        planned = [a.tolist() for a in batching.run_arrays(keys, gap, max_len)]
+        assert runs == list(zip(*planned, strict=True))
         assert runs[0][2] == 0 and runs[-1][3] == len(keys)
         for (first, n, i, j), nxt in zip(runs, runs[1:] + [None], strict=True):
             assert first == keys[i] and first + n - 1 == keys[j - 1] and n <= max_len
