@@ -155,22 +155,27 @@ def assert_calls(io, ops_by_kind: dict[str, int]) -> None:
         assert set(syscount.counts) <= {"io_uring_enter"}
 
 
-def test_a_few_keys_are_read_as_run_arrays_groups_them(tmp_path):
-    """The plain-Python path for a few keys makes the reads run_arrays plans."""
+@pytest.mark.parametrize("py_keys", [0, 10_000])
+def test_scattered_reads_follow_run_arrays_whichever_path_plans_them(tmp_path, io, py_keys,
+                                                                       monkeypatch):
+    """Batches planned in plain Python (fewer than PY_KEYS keys) and with numpy
+    make the reads run_arrays plans and return the same entries."""
+    monkeypatch.setattr(batching, "PY_KEYS", py_keys)
     path = tmp_path / "entries"
     write_entries(path, {i: (i * 2654435761) & ((1 << 64) - 1) for i in range(3000)}, 3000)
     fd = os.open(path, os.O_RDONLY)
     rng = random.Random(3)
     try:
-        for _ in range(200):
-            keys = [rng.randrange(3100) for _ in range(rng.randrange(1, batching.FEW_KEYS))]
+        for _ in range(100):
+            keys = [rng.randrange(3100) for _ in range(rng.randrange(1, 150))]
             gap, max_len = rng.randrange(0, 40), rng.randrange(1, 80)
             syscount.reset()
-            got = batching.read_scattered(fd, keys, gap, max_len, "x")
+            got = batching.read_scattered(fd, keys, gap, max_len, "x", io=io)
             want = [(k * 2654435761) & ((1 << 64) - 1) if k < 3000 else 0 for k in keys]
-            assert got.tolist() == want
+            assert got.dtype == np.uint64 and got.tolist() == want
             planned = batching.run_arrays(np.sort(np.array(keys)), gap, max_len)[0]
-            assert syscount.counts["x"] == len(planned)
+            assert syscount.ops["x"] == len(planned)
+            assert_calls(io, {"x": len(planned)})
     finally:
         os.close(fd)
 
@@ -295,6 +300,23 @@ def test_bitmap_write_spans_set_only_sampled_bits():
     spans = split_spans(page_idle.build_write_spans(far, max_gap_words=10_000))
     assert [len(w) for _, w in spans] == [512, 1]
     assert all(o % 8 == 0 for o, _ in spans)
+
+
+def test_bitmap_writes_planned_in_python_match_numpy(monkeypatch):
+    """A few frames' writes are planned in plain Python: the same writes as numpy's."""
+    rng = np.random.default_rng(11)
+    for _ in range(200):
+        n = int(rng.integers(0, 120))
+        pfns = rng.integers(-3, 1 << int(rng.integers(7, 20)), n)
+        if n and rng.random() < 0.3:
+            pfns[-1] = pfns[0] + 63 - pfns[0] % 64  # bit 63 of a word: a mask above 2**63
+        gap = int(rng.integers(0, 60))
+        monkeypatch.setattr(batching, "PY_KEYS", 10_000)
+        listed = page_idle.build_write_spans(pfns, max_gap_words=gap)
+        monkeypatch.setattr(batching, "PY_KEYS", 0)
+        vectorized = page_idle.build_write_spans(pfns, max_gap_words=gap)
+        for a, b in zip(listed, vectorized, strict=True):
+            assert a.dtype == b.dtype and a.tolist() == b.tolist()
 
 
 def test_bitmap_write_budget_splits_at_the_largest_gaps():

@@ -8,10 +8,9 @@ joins the run before it when it is at most ``max_gap`` unused entries past
 the run's last key and the run stays within ``max_len`` entries (the
 kernel's sysfs files move at most one page per call).
 
-These run on every sample for every region, so the per-key work is numpy;
-Python loops over runs only when each run is a system call of its own
-(without io_uring, :mod:`.uring`, or for a batch smaller than its
-``min_batch``).
+These run on every sample for every region: large batches are planned with
+numpy, batches of fewer than :data:`PY_KEYS` keys in plain Python (the
+same runs, fewer numpy calls, which are what costs under an emulator).
 """
 
 from __future__ import annotations
@@ -144,9 +143,10 @@ def read_scattered(fd: int, keys, max_gap: int, max_len: int, kind: str,
                    ) -> np.ndarray:
     """:func:`read_entries` for keys in any order: sorted for the fewest runs,
     the entries returned in the keys' order."""
+    if len(keys) < PY_KEYS:
+        return _read_listed(fd, keys if isinstance(keys, list) else np.asarray(keys).tolist(),
+                            max_gap, max_len, kind, tolerate, io)
     k = np.asarray(keys, dtype=np.int64)
-    if len(k) < (FEW_KEYS if io is None else min(FEW_KEYS, io.min_batch)):
-        return _read_few(fd, k.tolist(), max_gap, max_len, kind, tolerate)
     # sorting is one numpy call, cheaper than asking whether the keys already are
     order = np.argsort(k, kind="stable")
     sk = k[order]
@@ -156,28 +156,47 @@ def read_scattered(fd: int, keys, max_gap: int, max_len: int, kind: str,
     return out
 
 
-#: fewer keys than this are grouped and read in plain Python (one pread per
-#: run, as :func:`run_arrays` groups them): each numpy call costs ~30-100 us
-#: under QEMU TCG, more than a few keys' worth of Python. Never more than a
-#: ring's ``min_batch``: what a ring would take goes to the ring
-FEW_KEYS = 16
+#: fewer keys than this are sorted and grouped in plain Python (:func:`group_runs`,
+#: the same runs as :func:`run_arrays`), then read one call per run or as one
+#: io_uring batch: under QEMU TCG each numpy call costs ~30-100 us, and planning
+#: and gathering a batch takes ~60 of them, more than a hundred keys' worth of
+#: Python
+PY_KEYS = 128
 
 
-def _read_few(fd: int, keys: list[int], max_gap: int, max_len: int, kind: str,
-              tolerate: frozenset[int] | None) -> np.ndarray:
-    """:func:`read_scattered` of a few keys, without numpy until the result."""
+def _read_listed(fd: int, keys: list[int], max_gap: int, max_len: int, kind: str,
+                 tolerate: frozenset[int] | None, io: Uring | None) -> np.ndarray:
+    """:func:`read_scattered` of fewer than :data:`PY_KEYS` keys, planned in Python."""
     order = sorted(range(len(keys)), key=keys.__getitem__)
     sk = [keys[i] for i in order]
-    out = [0] * len(keys)
     runs = group_runs(sk, max_gap, max_len)
-    for first, count, i, j in runs:
-        data = _pread(fd, count * ENTRY_SIZE, first * ENTRY_SIZE, tolerate)
+    # where each run's entries land in one buffer, and each key's entry there
+    at: list[int] = []
+    total = 0
+    for _, count, _, _ in runs:
+        at.append(total)
+        total += count
+    where = [0] * len(keys)
+    for (first, _, i, j), a in zip(runs, at, strict=True):
         for m in range(i, j):
-            at = (sk[m] - first) * ENTRY_SIZE
-            if at + ENTRY_SIZE <= len(data):
-                out[order[m]] = int.from_bytes(data[at:at + ENTRY_SIZE], "little")
-    syscount.add_ops(kind, len(runs), calls=True)
-    return np.array(out, np.uint64)
+            where[order[m]] = a + sk[m] - first
+    if io is not None and len(runs) >= io.min_batch:
+        buf, addr = io.scratch(total)
+        res = io.submit(IORING_OP_READ, fd, [r[0] * ENTRY_SIZE for r in runs],
+                        [addr + a * ENTRY_SIZE for a in at],
+                        [r[1] * ENTRY_SIZE for r in runs])
+        if tolerate is not None:
+            raise_untolerated(res, tolerate)
+        syscount.add_ops(kind, len(runs), calls=False)
+    else:
+        chunks = []
+        for first, count, _, _ in runs:
+            size = count * ENTRY_SIZE
+            data = _pread(fd, size, first * ENTRY_SIZE, tolerate)
+            chunks.append(data if len(data) == size else data.ljust(size, b"\0"))
+        buf = np.frombuffer(b"".join(chunks), dtype=np.uint64)
+        syscount.add_ops(kind, len(runs), calls=True)
+    return buf[where]  # a copy: the ring's scratch is reused
 
 
 def _pread(fd: int, size: int, offset: int, tolerate: frozenset[int] | None) -> bytes:

@@ -21,6 +21,7 @@ import os
 
 import numpy as np
 
+from . import batching
 from .batching import PAST_THE_END, read_entries, read_scattered, run_arrays, write_words
 from .uring import IORING_OP_READ, Uring
 
@@ -103,6 +104,9 @@ def build_write_spans(pfns, max_gap_words: int = DEFAULT_WRITE_MAX_GAP_WORDS,
     write; with ``calls_per_frame``, wider gaps are carried too until there
     are at most that many writes per frame (plus what the one-page limit adds).
     """
+    if calls_per_frame is None and len(pfns) < batching.PY_KEYS:
+        return _write_spans_listed(pfns if isinstance(pfns, list) else np.asarray(pfns).tolist(),
+                                   max_gap_words)
     words, masks = word_masks(pfns)
     if calls_per_frame is not None and len(words) > 1:
         max_calls = max(1, int(len(words) * calls_per_frame))
@@ -115,6 +119,34 @@ def build_write_spans(pfns, max_gap_words: int = DEFAULT_WRITE_MAX_GAP_WORDS,
     base = ends_in_out - counts - firsts  # word w of run r goes to w + base[r]
     out[words + base.repeat(ends - starts)] = masks
     return firsts * WORD_SIZE, counts, out
+
+
+def _write_spans_listed(pfns: list[int], max_gap_words: int
+                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`build_write_spans` of a few frames, in plain Python (see
+    :data:`.batching.PY_KEYS`): the same writes, three numpy calls."""
+    words: list[int] = []
+    masks: list[int] = []
+    for p in sorted(pfns):
+        if p < 0:
+            continue
+        w = p >> 6
+        if words and words[-1] == w:
+            masks[-1] |= 1 << (p & 63)
+        else:
+            words.append(w)
+            masks.append(1 << (p & 63))
+    offsets: list[int] = []
+    counts: list[int] = []
+    out: list[int] = []
+    for first, count, i, j in batching.group_runs(words, max_gap_words, MAX_RUN_WORDS):
+        base = len(out) - first
+        out.extend([0] * count)
+        for m in range(i, j):
+            out[base + words[m]] = masks[m]
+        offsets.append(first * WORD_SIZE)
+        counts.append(count)
+    return (np.array(offsets, np.int64), np.array(counts, np.int64), np.array(out, U64))
 
 
 class IdleBitmap:

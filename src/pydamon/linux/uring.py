@@ -82,7 +82,7 @@ def _check(ret: int) -> int:
 #: workers and waiting for them costs the submitting thread a fixed ~1.5 ms
 #: under QEMU TCG (measured: one read 1.55 ms of its CPU, 100 reads 3.2 ms),
 #: while a plain pagemap or bitmap call costs ~0.1-0.15 ms
-DEFAULT_MIN_BATCH = 24  # batching.FEW_KEYS is below it
+DEFAULT_MIN_BATCH = 24
 
 
 class Uring:
@@ -202,12 +202,12 @@ class Uring:
         view.fill(0)
         return view, self._scratch_addr
 
-    def submit(self, opcode: int, fd: int, offsets: np.ndarray, addrs: np.ndarray,
-               lens: np.ndarray) -> np.ndarray:
+    def submit(self, opcode: int, fd: int, offsets, addrs, lens) -> np.ndarray:
         """Run ``len(offsets)`` reads or writes of ``fd`` and wait for all of them.
 
-        ``addrs`` are the buffers' addresses (the caller keeps them alive);
-        returns each operation's result: bytes moved, or minus an errno.
+        ``offsets``, ``addrs`` (the buffers' addresses; the caller keeps them
+        alive) and ``lens`` are arrays or lists of ints; returns each
+        operation's result: bytes moved, or minus an errno.
         """
         n = len(offsets)
         res = np.empty(n, np.int32)
