@@ -319,3 +319,32 @@ def test_no_batching_in_a_thread_or_with_after_sampling():
     ctx.callbacks.after_sampling = lambda c: None
     damon.Kdamond(ctx).run(duration_us=500_000)
     assert ops.batches == [] and ops.nr_check == 100
+
+
+def test_stop_event_sleep_wakes_on_set_and_rearms_on_clear():
+    """The kdamond's sleep ends when a stop is requested, not a whole interval later."""
+    import threading
+    import time
+
+    from pydamon.core.clock import RealClock, StopEvent
+
+    ev = StopEvent()
+    clock = RealClock()
+    t0 = time.monotonic()
+    clock.sleep_us(20_000, ev)  # not set: sleeps the whole interval
+    assert time.monotonic() - t0 >= 0.019
+    threading.Timer(0.05, ev.set).start()
+    t0 = time.monotonic()
+    clock.sleep_us(30_000_000, ev)  # woken by the set, not 30 s later
+    assert ev.is_set() and time.monotonic() - t0 < 10
+    t0 = time.monotonic()
+    clock.sleep_us(30_000_000, ev)  # still set: returns at once, as often as asked
+    clock.sleep_us(30_000_000, ev)
+    assert time.monotonic() - t0 < 10
+    ev.clear()
+    t0 = time.monotonic()
+    clock.sleep_us(20_000, ev)  # cleared: sleeps again
+    assert not ev.is_set() and time.monotonic() - t0 >= 0.019
+    ev.set()
+    ev.set()  # a second set is harmless
+    assert ev.wait(0)

@@ -27,6 +27,39 @@ class Clock(Protocol):
     def is_virtual(self) -> bool: ...
 
 
+class StopEvent(threading.Event):
+    """An event a sleeper waits on with one lock acquisition.
+
+    ``Event.wait`` with a timeout goes through a Condition (a lock made per
+    wait, several futex calls); the kdamond sleeps once per sample, and under
+    an emulated CPU that wait cost ~1.6 ms of CPU against ~0.9 ms for a plain
+    sleep (QEMU TCG). :meth:`sleep` blocks on a lock that :meth:`set` releases.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._wake = threading.Lock()
+        self._wake.acquire()  # held while not set: sleepers block on it
+
+    def set(self) -> None:
+        super().set()
+        try:
+            self._wake.release()
+        except RuntimeError:
+            pass  # already released: set before
+
+    def clear(self) -> None:
+        super().clear()
+        self._wake.acquire(blocking=False)
+
+    def sleep(self, seconds: float) -> None:
+        """Sleep ``seconds``, or less if the event is or gets set."""
+        if seconds > 0 and not self.is_set() and self._wake.acquire(timeout=seconds):
+            if self.is_set():
+                self._wake.release()  # leave it released for other sleepers
+            # else cleared again meanwhile: keep it held, as a clear event has it
+
+
 class RealClock:
     """Monotonic wall-clock time; sleeps really sleep."""
 
@@ -40,6 +73,8 @@ class RealClock:
             return
         if interrupt is None:
             time.sleep(us / 1e6)
+        elif isinstance(interrupt, StopEvent):
+            interrupt.sleep(us / 1e6)
         else:
             interrupt.wait(us / 1e6)
 

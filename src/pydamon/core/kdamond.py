@@ -25,6 +25,7 @@ import numpy as np
 from ..errors import DamonError, ebusy, einval, eperm
 from .adapt import merge_regions_of, split_regions_of
 from .attrs import MIN_REGION
+from .clock import StopEvent
 from .context import Context
 from .damos import TriedRegion, WatermarkMetric
 from .events import AggregatedEvent
@@ -68,7 +69,7 @@ class Kdamond:
     def __init__(self, ctx: Context):
         self.ctx = ctx
         self._thread: threading.Thread | None = None
-        self._stop = threading.Event()
+        self._stop = StopEvent()
         self._lock = threading.Lock()
         self._calls: list[_Call] = []
         self._walk: WalkControl | None = None

@@ -516,7 +516,7 @@ class VaddrOps(IdlePageOps):
         # a page kept ABSENT (not present, the zero page) stays so until the
         # process faults: the fault count was read before any translation
         absent = (cached == ABSENT) & (tns >= h.faults_changed_ns) & (h.faults is not None)
-        rotation = (np.arange(h.nr_samples, h.nr_samples + n) % self.verify_every) == 0
+        rotation = self._rotation(h.nr_samples, n)
         h.nr_samples += 1
         framed = huge | (translated & (cached >= 0))
         trusted = ~rotation & (framed | (translated & absent))
@@ -532,6 +532,13 @@ class VaddrOps(IdlePageOps):
             check[query] = self._translate(h, pages[query], kind[query], frame[query],
                                            cached[query], reread[query], n, now_ns)
         return check
+
+    def _rotation(self, nr_samples: int, n: int) -> np.ndarray:
+        """Which of ``n`` samples are translated anyway at sample ``nr_samples``:
+        region i when ``(nr_samples + i) % verify_every == 0``."""
+        rotation = np.zeros(n, bool)
+        rotation[-nr_samples % self.verify_every::self.verify_every] = True
+        return rotation
 
     def _translate(self, h: ProcessHandle, pages: np.ndarray, kind: np.ndarray,
                    frame: np.ndarray, cached: np.ndarray, reread: np.ndarray, n: int,
