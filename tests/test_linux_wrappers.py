@@ -180,6 +180,38 @@ def test_scattered_reads_follow_run_arrays_whichever_path_plans_them(tmp_path, i
         os.close(fd)
 
 
+def test_uring_run_raises_only_untolerated_failures_and_keeps_the_ring_usable(tmp_path):
+    from pydamon.linux import uring
+
+    ring = Uring.open()
+    if ring is None:
+        pytest.skip("io_uring is refused on this machine")
+    path = tmp_path / "f"
+    path.write_bytes(bytes(range(32)))
+    wronly = os.open(path, os.O_WRONLY)
+    rdonly = os.open(path, os.O_RDONLY)
+    try:
+        buf, addr = ring.scratch(4)
+        args = ([0, 8, 16], [addr, addr + 8, addr + 16], [8, 8, 8])
+        # reading a write-only descriptor fails with EBADF, every operation
+        with pytest.raises(OSError) as e:
+            ring.run(uring.IORING_OP_READ, wronly, *args, tolerate=frozenset())
+        assert e.value.errno == errno.EBADF
+        ring.run(uring.IORING_OP_READ, wronly, *args, tolerate=frozenset({errno.EBADF}))
+        ring.run(uring.IORING_OP_READ, wronly, *args, tolerate=None)
+        # the failed batches' completions were consumed: the next batch reads right
+        for _ in range(ring.sq_entries // 3 + 2):  # around the ring's end too
+            buf[:3] = 0
+            ring.run(uring.IORING_OP_READ, rdonly, *args, tolerate=frozenset())
+        assert buf[:3].tolist() == [int.from_bytes(bytes(range(i, i + 8)), "little")
+                                    for i in (0, 8, 16)]
+        assert ring.submit(uring.IORING_OP_READ, rdonly, *args).tolist() == [8, 8, 8]
+    finally:
+        os.close(wronly)
+        os.close(rdonly)
+        ring.close()
+
+
 def test_uring_issues_inline_only_the_reads_it_was_told_to(tmp_path):
     from pydamon.linux import uring
 

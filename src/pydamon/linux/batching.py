@@ -97,16 +97,6 @@ def address_of(a: np.ndarray) -> int:
     return a.__array_interface__["data"][0]
 
 
-def raise_untolerated(results: np.ndarray, tolerate: frozenset[int]) -> None:
-    """OSError for the first io_uring result that failed with an errno not in ``tolerate``."""
-    failed = results < 0
-    if not np.count_nonzero(failed):
-        return
-    for e in (-results[failed]).tolist():
-        if e not in tolerate:
-            raise OSError(e, os.strerror(e))
-
-
 def read_entries(fd: int, keys: np.ndarray, runs, kind: str,
                  tolerate: frozenset[int] | None = None, io: Uring | None = None) -> np.ndarray:
     """The 8-byte entry at each of the sorted ``keys``, one read per run
@@ -119,10 +109,8 @@ def read_entries(fd: int, keys: np.ndarray, runs, kind: str,
     pos = counts.cumsum() - counts
     if io is not None and len(firsts) >= io.min_batch:
         buf, addr = io.scratch(int(pos[-1] + counts[-1]))
-        res = io.submit(IORING_OP_READ, fd, firsts * ENTRY_SIZE, addr + pos * ENTRY_SIZE,
-                        counts * ENTRY_SIZE)
-        if tolerate is not None:
-            raise_untolerated(res, tolerate)
+        io.run(IORING_OP_READ, fd, firsts * ENTRY_SIZE, addr + pos * ENTRY_SIZE,
+               counts * ENTRY_SIZE, tolerate)
     else:
         # one pread per run, the cheapest loop body (this is per system call)
         chunks = []
@@ -182,11 +170,9 @@ def _read_listed(fd: int, keys: list[int], max_gap: int, max_len: int, kind: str
             where[order[m]] = a + sk[m] - first
     if io is not None and len(runs) >= io.min_batch:
         buf, addr = io.scratch(total)
-        res = io.submit(IORING_OP_READ, fd, [r[0] * ENTRY_SIZE for r in runs],
-                        [addr + a * ENTRY_SIZE for a in at],
-                        [r[1] * ENTRY_SIZE for r in runs])
-        if tolerate is not None:
-            raise_untolerated(res, tolerate)
+        io.run(IORING_OP_READ, fd, [r[0] * ENTRY_SIZE for r in runs],
+               [addr + a * ENTRY_SIZE for a in at], [r[1] * ENTRY_SIZE for r in runs],
+               tolerate)
         syscount.add_ops(kind, len(runs), calls=False)
     else:
         chunks = []
@@ -216,9 +202,8 @@ def write_words(fd: int, offsets: np.ndarray, sizes: np.ndarray, words: np.ndarr
     in ``tolerate`` are skipped."""
     pos = sizes.cumsum() - sizes
     if io is not None and len(sizes) >= io.min_batch:
-        res = io.submit(IORING_OP_WRITE, fd, offsets, address_of(words) + pos * ENTRY_SIZE,
-                        sizes * ENTRY_SIZE)
-        raise_untolerated(res, tolerate)
+        io.run(IORING_OP_WRITE, fd, offsets, address_of(words) + pos * ENTRY_SIZE,
+               sizes * ENTRY_SIZE, tolerate)
     else:
         view = memoryview(words).cast("B")
         lo = (pos * ENTRY_SIZE).tolist()

@@ -209,8 +209,34 @@ class Uring:
         alive) and ``lens`` are arrays or lists of ints; returns each
         operation's result: bytes moved, or minus an errno.
         """
+        res = np.empty(len(offsets), np.int32)
+        for done, first, cqes in self._batches(opcode, fd, offsets, addrs, lens):
+            # a completion's user_data is its SQE's slot: the request is that
+            # slot's distance from the batch's first
+            res[done:done + len(cqes)][(cqes[:, 0] - first) & self._sq_mask] = cqes[:, 2]
+        return res
+
+    def run(self, opcode: int, fd: int, offsets, addrs, lens,
+            tolerate: frozenset[int] | None) -> None:
+        """:meth:`submit` for callers that need only the failures: OSError for an
+        operation that failed with an errno not in ``tolerate`` (None: every
+        failure is tolerated). Which operation failed is not asked when none
+        did, the common case: a few numpy calls fewer per batch, and each
+        costs under an emulator."""
+        for _, _, cqes in self._batches(opcode, fd, offsets, addrs, lens):
+            if tolerate is None:
+                continue
+            res = cqes[:, 2]
+            if res.min() < 0:
+                for e in (-res[res < 0]).tolist():
+                    if e not in tolerate:
+                        raise OSError(e, os.strerror(e))
+
+    def _batches(self, opcode: int, fd: int, offsets, addrs, lens):
+        """Submit the operations, at most a ring's worth at a time; yield
+        (index of the first, its SQE slot, the completions) for each batch,
+        completions in any order, valid until the next step."""
         n = len(offsets)
-        res = np.empty(n, np.int32)
         # the first word of every SQE: opcode, flags, ioprio 0, fd
         flags = 0 if (opcode, fd) in self._inline else IOSQE_ASYNC
         word0 = opcode | flags << 8 | (fd & 0xFFFFFFFF) << 32
@@ -221,16 +247,21 @@ class Uring:
             tail = self._sq_tail.value
             first = tail & self._sq_mask
             # the SQEs, in one or two stretches of the ring (numpy casts the
-            # callers' int64 arrays into the uint64 words)
+            # callers' ints into the uint64 words)
             d = done
             for a, b in ((first, min(first + k, size)), (0, max(first + k - size, 0))):
                 if a < b:
                     e = d + b - a
                     sqe = self._sqes[a:b]
                     sqe[:, 0] = word0
-                    sqe[:, 1] = offsets[d:e]
-                    sqe[:, 2] = addrs[d:e]
-                    sqe[:, 3] = lens[d:e]
+                    if d == 0 and e == n:
+                        sqe[:, 1] = offsets
+                        sqe[:, 2] = addrs
+                        sqe[:, 3] = lens
+                    else:
+                        sqe[:, 1] = offsets[d:e]
+                        sqe[:, 2] = addrs[d:e]
+                        sqe[:, 3] = lens[d:e]
                     d = e
             # the SQEs are written before the tail that publishes them (x86 keeps
             # stores in order; the kernel reads the tail with acquire semantics)
@@ -244,12 +275,12 @@ class Uring:
             cqes = self._cqes[c0:c0 + k]
             if len(cqes) < k:
                 cqes = np.concatenate((cqes, self._cqes[:k - len(cqes)]))
-            # a completion's user_data is its SQE's slot: the request is that
-            # slot's distance from the batch's first
-            res[done:done + k][(cqes[:, 0] - first) & self._sq_mask] = cqes[:, 2]
-            self._cq_head.value = (head + k) & 0xFFFFFFFF
+            try:
+                yield done, first, cqes
+            finally:
+                # the completions are consumed even when the caller stops here
+                self._cq_head.value = (head + k) & 0xFFFFFFFF
             done += k
-        return res
 
     def _enter(self, to_submit: int, min_complete: int) -> None:
         """Submit ``to_submit`` queued entries and wait for ``min_complete`` completions."""
