@@ -23,7 +23,8 @@ has the frames of all its pages read at once and kept for
 head) or with a kept frame is checked without a pagemap read: a set idle bit
 means the folio was neither freed nor accessed since marked; an accessed
 reading is confirmed through the pagemap (a freed frame reads accessed), and
-one sample in ``verify_every`` is translated anyway. Pages kept as not
+every ``verify_every``-th sample interval all samples are translated anyway
+(one batch of reads). Pages kept as not
 present count as not accessed, without a read, until the process faults.
 
 Targets are held through a pidfd and a descriptor of their ``/proc/PID``
@@ -366,9 +367,10 @@ class VaddrOps(IdlePageOps):
     relearn_share: float = 0.02
     #: a sample in a remembered huge block (checked through its head) or in a
     #: small block with kept translations is checked without reading the
-    #: pagemap, but one in this many is translated anyway (in rotation), so a
-    #: mapping that changed while its old frame lives on (a copy-on-write
-    #: after fork, mremap, a frame freed and reused) is noticed within a few samples
+    #: pagemap, but every sample of one sample interval in this many is
+    #: translated anyway (the rotation), so a mapping that changed while its
+    #: old frame lives on (a copy-on-write after fork, mremap, a frame freed
+    #: and reused) is noticed within a few samples
     verify_every: int = 8
     #: at most this share of a sample's regions read a whole small block's
     #: translations (one pagemap read of 512 entries costs about two of one,
@@ -491,8 +493,9 @@ class VaddrOps(IdlePageOps):
         fresh translations (the page's frame) are checked without a pagemap
         read: an idle bit still set means the folio was neither freed nor
         accessed since marked, and an accessed reading is confirmed in
-        :meth:`check_accesses`. One sample in ``verify_every`` is translated
-        anyway, in rotation. The others are translated now (:meth:`_translate`).
+        :meth:`check_accesses`. Every ``verify_every``-th sample interval,
+        all are translated anyway (:meth:`_rotation`). The others are
+        translated now (:meth:`_translate`).
         """
         cache = h.kinds
         n = len(addrs)
@@ -535,10 +538,10 @@ class VaddrOps(IdlePageOps):
 
     def _rotation(self, nr_samples: int, n: int) -> np.ndarray:
         """Which of ``n`` samples are translated anyway at sample ``nr_samples``:
-        region i when ``(nr_samples + i) % verify_every == 0``."""
-        rotation = np.zeros(n, bool)
-        rotation[-nr_samples % self.verify_every::self.verify_every] = True
-        return rotation
+        all of them, one sample in ``verify_every``. Together their pagemap
+        reads make one io_uring batch where single reads, a few per sample,
+        would each be a system call (~0.2-0.45 ms under QEMU TCG)."""
+        return np.full(n, nr_samples % self.verify_every == 0)
 
     def _translate(self, h: ProcessHandle, pages: np.ndarray, kind: np.ndarray,
                    frame: np.ndarray, cached: np.ndarray, reread: np.ndarray, n: int,
