@@ -131,18 +131,24 @@ def test_group_runs_covers_every_key_greedily():
 
 
 # -- fake kernel files (tests/fake_kernel.py) ---------------------------------------------
+@pytest.fixture
+def ring():
+    """An io_uring; the test is skipped where io_uring is refused."""
+    r = Uring.open()
+    if r is None:
+        pytest.skip("io_uring is refused on this machine")
+    yield r
+    r.close()
+
+
 @pytest.fixture(params=["sync", "io_uring"])
 def io(request):
     """Each batching test runs with one call per read and with io_uring batches."""
     if request.param == "sync":
-        yield None
-        return
-    ring = Uring.open()
-    if ring is None:
-        pytest.skip("io_uring is refused on this machine")
-    ring.min_batch = 1  # every batch through the ring, however small
-    yield ring
-    ring.close()
+        return None
+    r = request.getfixturevalue("ring")
+    r.min_batch = 1  # every batch through the ring, however small
+    return r
 
 
 def assert_calls(io, ops_by_kind: dict[str, int]) -> None:
@@ -180,12 +186,9 @@ def test_scattered_reads_follow_run_arrays_whichever_path_plans_them(tmp_path, i
         os.close(fd)
 
 
-def test_uring_run_raises_only_untolerated_failures_and_keeps_the_ring_usable(tmp_path):
+def test_uring_run_raises_only_untolerated_failures_and_keeps_the_ring_usable(tmp_path, ring):
     from pydamon.linux import uring
 
-    ring = Uring.open()
-    if ring is None:
-        pytest.skip("io_uring is refused on this machine")
     path = tmp_path / "f"
     path.write_bytes(bytes(range(32)))
     wronly = os.open(path, os.O_WRONLY)
@@ -209,15 +212,11 @@ def test_uring_run_raises_only_untolerated_failures_and_keeps_the_ring_usable(tm
     finally:
         os.close(wronly)
         os.close(rdonly)
-        ring.close()
 
 
-def test_uring_issues_inline_only_the_reads_it_was_told_to(tmp_path):
+def test_uring_issues_inline_only_the_reads_it_was_told_to(tmp_path, ring):
     from pydamon.linux import uring
 
-    ring = Uring.open()
-    if ring is None:
-        pytest.skip("io_uring is refused on this machine")
     path = tmp_path / "f"
     path.write_bytes(bytes(range(16)))
     fd = os.open(path, os.O_RDWR)
@@ -239,13 +238,9 @@ def test_uring_issues_inline_only_the_reads_it_was_told_to(tmp_path):
         assert path.read_bytes() == bytes(range(8, 16)) * 2
     finally:
         os.close(fd)
-        ring.close()
 
 
-def test_batches_smaller_than_min_batch_are_plain_calls(tmp_path):
-    ring = Uring.open()
-    if ring is None:
-        pytest.skip("io_uring is refused on this machine")
+def test_batches_smaller_than_min_batch_are_plain_calls(tmp_path, ring):
     path = tmp_path / "pagemap"
     write_entries(path, {k: pagemap.PM_PRESENT | (100 + k) for k in range(0, 4000, 100)}, 4000)
     fd = os.open(path, os.O_RDONLY)
@@ -262,7 +257,6 @@ def test_batches_smaller_than_min_batch_are_plain_calls(tmp_path):
         assert syscount.ops["pagemap"] == 10 and set(syscount.counts) == {"io_uring_enter"}
     finally:
         os.close(fd)
-        ring.close()
 
 
 def test_pagemap_reader_batches_adjacent_pages(tmp_path, io):

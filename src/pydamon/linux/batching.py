@@ -112,13 +112,7 @@ def read_entries(fd: int, keys: np.ndarray, runs, kind: str,
         io.run(IORING_OP_READ, fd, firsts * ENTRY_SIZE, addr + pos * ENTRY_SIZE,
                counts * ENTRY_SIZE, tolerate)
     else:
-        # one pread per run, the cheapest loop body (this is per system call)
-        chunks = []
-        for off, size in zip((firsts * ENTRY_SIZE).tolist(), (counts * ENTRY_SIZE).tolist(),
-                             strict=True):
-            data = _pread(fd, size, off, tolerate)
-            chunks.append(data if len(data) == size else data.ljust(size, b"\0"))
-        buf = np.frombuffer(b"".join(chunks), dtype=np.uint64)
+        buf = _pread_runs(fd, firsts.tolist(), counts.tolist(), tolerate)
     syscount.add_ops(kind, len(firsts), calls=io is None or len(firsts) < io.min_batch)
     if len(firsts) == len(keys):  # a run per key, one entry each: in the keys' order
         return buf.copy()  # the ring's scratch is reused, a read's bytes are read-only
@@ -175,24 +169,27 @@ def _read_listed(fd: int, keys: list[int], max_gap: int, max_len: int, kind: str
                tolerate)
         syscount.add_ops(kind, len(runs), calls=False)
     else:
-        chunks = []
-        for first, count, _, _ in runs:
-            size = count * ENTRY_SIZE
-            data = _pread(fd, size, first * ENTRY_SIZE, tolerate)
-            chunks.append(data if len(data) == size else data.ljust(size, b"\0"))
-        buf = np.frombuffer(b"".join(chunks), dtype=np.uint64)
+        buf = _pread_runs(fd, [r[0] for r in runs], [r[1] for r in runs], tolerate)
         syscount.add_ops(kind, len(runs), calls=True)
     return buf[where]  # a copy: the ring's scratch is reused
 
 
-def _pread(fd: int, size: int, offset: int, tolerate: frozenset[int] | None) -> bytes:
-    """One read; what failed with an errno in ``tolerate`` (any, if None) reads nothing."""
-    try:
-        return os.pread(fd, size, offset)
-    except OSError as e:
-        if tolerate is not None and e.errno not in tolerate:
-            raise
-        return b""
+def _pread_runs(fd: int, firsts: list[int], counts: list[int],
+                tolerate: frozenset[int] | None) -> np.ndarray:
+    """The runs' entries one after the other, one pread per run; what a read
+    does not return (short, or failed with an errno in ``tolerate``; any, if
+    None) reads 0."""
+    chunks = []
+    for first, count in zip(firsts, counts, strict=True):
+        size = count * ENTRY_SIZE
+        try:
+            data = os.pread(fd, size, first * ENTRY_SIZE)
+        except OSError as e:
+            if tolerate is not None and e.errno not in tolerate:
+                raise
+            data = b""
+        chunks.append(data if len(data) == size else data.ljust(size, b"\0"))
+    return np.frombuffer(b"".join(chunks), dtype=np.uint64)
 
 
 def write_words(fd: int, offsets: np.ndarray, sizes: np.ndarray, words: np.ndarray,

@@ -24,8 +24,8 @@ head) or with a kept frame is checked without a pagemap read: a set idle bit
 means the folio was neither freed nor accessed since marked; an accessed
 reading is confirmed through the pagemap (a freed frame reads accessed), and
 every ``verify_every``-th sample interval all samples are translated anyway
-(one batch of reads). Pages kept as not
-present count as not accessed, without a read, until the process faults.
+(one batch of reads). Pages kept as not present count as not accessed,
+without a read, until the process faults.
 
 Targets are held through a pidfd and a descriptor of their ``/proc/PID``
 directory opened while the pidfd shows the process alive, so a reused PID
@@ -102,7 +102,7 @@ class ProcessHandle:
     unverified: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
     #: for each of those, the page whose pagemap entry confirms an accessed reading
     confirm_pages: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
-    #: samples prepared so far (which remembered heads are translated anyway rotates)
+    #: samples prepared so far (every verify_every-th is translated whole: the rotation)
     nr_samples: int = 0
     #: the process's page faults (minflt + majflt) when last read, and when they
     #: last changed: kept ABSENT translations are trusted only from before then
