@@ -37,9 +37,11 @@ MAX_RUN_WORDS = MAX_CALL_BYTES // WORD_SIZE
 #: steps; measured under QEMU TCG a zero word costs ~2.5 us and a call
 #: ~250 us, so gaps up to ~100 words cost no more carried than split
 DEFAULT_WRITE_MAX_GAP_WORDS = 96
-#: through io_uring a write is no system call of its own, only ~115 us of
-#: kernel work (measured under TCG): gaps up to ~46 words cost no more carried
-URING_WRITE_MAX_GAP_WORDS = 48
+#: through io_uring a write is no system call of its own: measured under TCG
+#: (THP, 1000 regions of a 4 GiB target, heads ~16 words apart), a write
+#: costs ~32 us against ~2.5 us per zero word carried, so gaps of more than
+#: ~12 words cost more carried (gap 48 read 124 ms per sample, 16 113, 8 109)
+URING_WRITE_MAX_GAP_WORDS = 8
 #: at most this many bitmap writes per marked frame: wider gaps are carried
 #: (largest gaps split first) until the writes fit, for few calls per sample
 DEFAULT_WRITE_CALLS_PER_FRAME = 0.3
