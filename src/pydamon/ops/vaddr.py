@@ -494,7 +494,7 @@ class VaddrOps(IdlePageOps):
         read: an idle bit still set means the folio was neither freed nor
         accessed since marked, and an accessed reading is confirmed in
         :meth:`check_accesses`. Every ``verify_every``-th sample interval,
-        all are translated anyway (:meth:`_rotation`). The others are
+        all are translated anyway (:meth:`_is_rotation`). The others are
         translated now (:meth:`_translate`).
         """
         cache = h.kinds
@@ -519,10 +519,10 @@ class VaddrOps(IdlePageOps):
         # a page kept ABSENT (not present, the zero page) stays so until the
         # process faults: the fault count was read before any translation
         absent = (cached == ABSENT) & (tns >= h.faults_changed_ns) & (h.faults is not None)
-        rotation = self._rotation(h.nr_samples, n)
+        rotation = self._is_rotation(h.nr_samples)
         h.nr_samples += 1
         framed = huge | (translated & (cached >= 0))
-        trusted = ~rotation & (framed | (translated & absent))
+        trusted = np.zeros(n, bool) if rotation else framed | (translated & absent)
         checked = trusted & framed  # an ABSENT page is not accessed: nothing to check
         check = np.where(checked, np.where(huge, frame, cached), -1)
         h.unverified = np.flatnonzero(checked)
@@ -536,12 +536,12 @@ class VaddrOps(IdlePageOps):
                                            cached[query], reread[query], n, now_ns)
         return check
 
-    def _rotation(self, nr_samples: int, n: int) -> np.ndarray:
-        """Which of ``n`` samples are translated anyway at sample ``nr_samples``:
-        all of them, one sample in ``verify_every``. Together their pagemap
-        reads make one io_uring batch where single reads, a few per sample,
-        would each be a system call (~0.2-0.45 ms under QEMU TCG)."""
-        return np.full(n, nr_samples % self.verify_every == 0)
+    def _is_rotation(self, nr_samples: int) -> bool:
+        """Whether every sample of sample interval ``nr_samples`` is translated
+        anyway: one interval in ``verify_every``. Together their pagemap reads
+        make one io_uring batch where single reads, a few per interval, would
+        each be a system call (~0.2-0.45 ms under QEMU TCG)."""
+        return nr_samples % self.verify_every == 0
 
     def _translate(self, h: ProcessHandle, pages: np.ndarray, kind: np.ndarray,
                    frame: np.ndarray, cached: np.ndarray, reread: np.ndarray, n: int,
