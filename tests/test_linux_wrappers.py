@@ -345,6 +345,18 @@ def test_bitmap_writes_planned_in_python_match_numpy(monkeypatch):
             assert a.dtype == b.dtype and a.tolist() == b.tolist()
 
 
+def test_frames_left_to_mark_are_the_same_planned_in_python_or_numpy(monkeypatch):
+    rng = np.random.default_rng(5)
+    for _ in range(100):
+        pfns = rng.integers(-2, 1 << int(rng.integers(3, 30)), int(rng.integers(1, 300)))
+        drop = np.unique(pfns[rng.random(len(pfns)) < rng.random()])
+        drop = drop[drop >= 0]
+        want = [p for p in pfns.tolist() if p not in set(drop.tolist())]
+        for py_keys in (10_000, 0):
+            monkeypatch.setattr(batching, "PY_KEYS", py_keys)
+            assert np.asarray(page_idle._without(pfns, drop)).tolist() == want
+
+
 def test_bitmap_write_budget_splits_at_the_largest_gaps():
     words = [0, 10, 11, 200, 205, 1000, 1003, 3000]
     assert page_idle.gap_for_budget(words, 2, 100) == 2
@@ -705,6 +717,48 @@ def test_vaddr_zero_page_and_off_lru_frames_are_not_accessed(tmp_path):
         assert frames.zero_pfns == {77}
         frames.mark(check)
         assert frames.accessed(check).tolist() == [False, False]
+    finally:
+        frames.close()
+
+
+def test_a_frame_read_idle_is_not_marked_again_for_the_next_sample(tmp_path):
+    """Reading an idle frame leaves its folio as a mark would: the next sample's
+    mark skips it, so an access between the read and that mark counts."""
+    k = FakeKernel(tmp_path)
+    a, b, c = 100, 20000, 20001
+    for v, f in enumerate((a, b, c)):
+        k.map_small(v, f)
+    _, kpf, bm = k.files()
+    frames = page_idle.FrameChecker(page_idle.IdleBitmap(os.open(bm, os.O_RDWR)),
+                                    page_idle.KPageFlags(os.open(kpf, os.O_RDONLY)))
+    try:
+        frames.mark(np.array([a, b]))
+        k.touch(b)
+        assert frames.accessed(np.array([a, b])).tolist() == [False, True]
+        k.touch(a)  # after the read, before the next mark
+        frames.mark(np.array([a, b, c]))
+        assert frames.accessed(np.array([a, b, c])).tolist() == [True, False, False]
+
+        # nothing to write when every frame was just read idle
+        syscount.reset()
+        frames.mark(np.array([b]))
+        assert syscount.ops["bitmap_write"] == 0
+        assert frames.accessed(np.array([b])).tolist() == [False]
+
+        # only the checks just before count: a frame read idle two samples ago is marked
+        frames.mark(np.array([a]))  # a was read accessed, then not read at all
+        assert frames.accessed(np.array([a])).tolist() == [False]
+        frames.mark(np.array([c]))
+        assert frames.accessed(np.array([c])).tolist() == [False]
+        k.touch(b)  # b was read idle two checks ago, not in the last one
+        frames.mark(np.array([b]))
+        assert frames.accessed(np.array([b])).tolist() == [False]
+
+        # a DAMOS action that frees or moves frames: everything is marked again
+        k.touch(b)
+        frames.forget_reads()
+        frames.mark(np.array([b]))
+        assert frames.accessed(np.array([b])).tolist() == [False]
     finally:
         frames.close()
 

@@ -196,6 +196,21 @@ class IdleBitmap:
         return idle
 
 
+def _without(pfns, drop: np.ndarray):
+    """``pfns`` less those in ``drop`` (a list for a few, as the writes' planner
+    takes them in plain Python then)."""
+    if not len(drop):
+        return pfns
+    if len(pfns) < batching.PY_KEYS:
+        gone = set(drop.tolist())
+        return [p for p in np.asarray(pfns).tolist() if p not in gone]
+    p = np.asarray(pfns, dtype=np.int64)
+    # not np.isin: for frames spread over gigabytes it builds a table of the
+    # whole span, ~7x slower than a sorted lookup
+    s = np.sort(drop)
+    return p[s[np.minimum(s.searchsorted(p), len(s) - 1)] != p]
+
+
 def folio_heads(starts: np.ndarray, rows: np.ndarray, pfns: np.ndarray
                 ) -> tuple[np.ndarray, np.ndarray]:
     """For each frame ``pfns[i]`` of the window that starts at ``starts[i]`` and
@@ -273,6 +288,10 @@ class FrameChecker:
             io.issue_inline(IORING_OP_READ, bitmap.fd)
         #: frames of the zero page(s): what reads of untouched memory map; never on the LRU
         self.zero_pfns: set[int] = set()
+        #: frames the checks of the current sample read idle (see :meth:`mark`)
+        self._read_idle: list[np.ndarray] = []
+        #: marks were made since those checks: the next check starts a new sample
+        self._marked = False
 
     @classmethod
     def open(cls) -> FrameChecker:
@@ -342,9 +361,33 @@ class FrameChecker:
         return check, pmd
 
     def mark(self, check_pfns) -> None:
+        """Mark the folios of ``check_pfns`` (negative: none) idle for the next check.
+
+        A folio the checks just before read idle is left as it is: reading an
+        idle frame walks its folio's mappings, clearing their accessed bits,
+        and keeps the idle flag only if none was set, which is exactly what a
+        mark does. So a sample that lands again in such a folio (a huge page
+        sampled by consecutive samples, a small region) costs one bitmap
+        operation instead of two.
+        """
+        self._marked = True
+        if self._read_idle:
+            done = (self._read_idle[0] if len(self._read_idle) == 1
+                    else np.concatenate(self._read_idle))
+            check_pfns = _without(check_pfns, done)
         self.bitmap.mark_idle(check_pfns)
 
     def accessed(self, check_pfns) -> np.ndarray:
         """Accessed since ``mark``: a checked frame that is no longer idle."""
         p = np.asarray(check_pfns, dtype=np.int64)
-        return (p >= 0) & ~self.bitmap.read_idle(p)
+        idle = self.bitmap.read_idle(p)
+        if self._marked:  # the first check of a sample: the last sample's reads are old
+            self._read_idle.clear()
+            self._marked = False
+        self._read_idle.append(p[idle])
+        return (p >= 0) & ~idle
+
+    def forget_reads(self) -> None:
+        """Frames may have been freed or moved since the checks (a DAMOS action
+        did it): mark every frame of the next sample, whatever was read."""
+        self._read_idle.clear()

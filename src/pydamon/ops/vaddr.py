@@ -675,6 +675,8 @@ class VaddrOps(IdlePageOps):
             # what was remembered of these blocks may no longer hold (frames
             # freed or moved, a huge page made where pages were ABSENT)
             h.kinds.forget_range(start >> BLOCK_SHIFT, (end - 1 >> BLOCK_SHIFT) + 1)
+            if self.frames is not None:  # and a frame read idle may be freed, or reused
+                self.frames.forget_reads()
         if scheme.action in MIGRATE_ACTIONS:
             return self._migrate(h, start, end, scheme), 0
         advice = ACTION_ADVICE.get(scheme.action)
