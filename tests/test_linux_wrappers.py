@@ -483,7 +483,7 @@ def test_vaddr_checks_huge_pages_through_their_head(fake_vaddr):
 def test_vaddr_huge_blocks_are_relearned_a_few_at_a_time_after_their_ttl(fake_vaddr):
     k, ops, t = fake_vaddr
     clock = [0]
-    ops._clock_ns = lambda: clock[0]
+    ops._now_ns = lambda: clock[0]
     ops.prepare_access_checks(t, np.array([600 << 12], np.int64))
     assert t.handle.blocks == {1: 1}
     clock[0] = int(ops.block_kind_ttl_s * 1e9) + 1
@@ -605,7 +605,7 @@ def test_vaddr_absent_pages_are_trusted_until_the_process_faults(fake_vaddr):
     faults = [10]
     t.handle.fault_count = lambda: faults[0]
     clock = iter(range(1, 1 << 30))  # each sample later than the one before
-    ops._clock_ns = lambda: next(clock)
+    ops._now_ns = lambda: next(clock)
     ops.verify_every = 1 << 30
     ops.translate_share = 1.0  # as many whole blocks as samples
     ops.prepare_access_checks(t, _pages(5))  # learns block 0 (pages 0..99 mapped)
@@ -723,7 +723,8 @@ def test_vaddr_zero_page_and_off_lru_frames_are_not_accessed(tmp_path):
 
 def test_a_frame_read_idle_is_not_marked_again_for_the_next_sample(tmp_path):
     """Reading an idle frame leaves its folio as a mark would: the next sample's
-    mark skips it, so an access between the read and that mark counts."""
+    mark skips it when the read is recent, so an access between the read and
+    that mark counts."""
     k = FakeKernel(tmp_path)
     a, b, c = 100, 20000, 20001
     for v, f in enumerate((a, b, c)):
@@ -731,36 +732,83 @@ def test_a_frame_read_idle_is_not_marked_again_for_the_next_sample(tmp_path):
     _, kpf, bm = k.files()
     frames = page_idle.FrameChecker(page_idle.IdleBitmap(os.open(bm, os.O_RDWR)),
                                     page_idle.KPageFlags(os.open(kpf, os.O_RDONLY)))
+    now = [0]
+
+    def sample(marked, read, took_ns=10):
+        frames.mark(np.array(marked), now[0], reuse_reads_ns=100)
+        now[0] += 1000  # the sampling interval
+        got = frames.accessed(np.array(read), now[0]).tolist()
+        now[0] += took_ns  # from the check to the next marks
+        return got
+
     try:
         frames.mark(np.array([a, b]))
         k.touch(b)
-        assert frames.accessed(np.array([a, b])).tolist() == [False, True]
+        assert frames.accessed(np.array([a, b]), now[0]).tolist() == [False, True]
         k.touch(a)  # after the read, before the next mark
-        frames.mark(np.array([a, b, c]))
-        assert frames.accessed(np.array([a, b, c])).tolist() == [True, False, False]
+        assert sample([a, b, c], [a, b, c]) == [True, False, False]
 
         # nothing to write when every frame was just read idle
         syscount.reset()
-        frames.mark(np.array([b]))
+        frames.mark(np.array([b]), now[0], reuse_reads_ns=100)
         assert syscount.ops["bitmap_write"] == 0
-        assert frames.accessed(np.array([b])).tolist() == [False]
+        now[0] += 1000
+        assert frames.accessed(np.array([b]), now[0]).tolist() == [False]
 
         # only the checks just before count: a frame read idle two samples ago is marked
-        frames.mark(np.array([a]))  # a was read accessed, then not read at all
-        assert frames.accessed(np.array([a])).tolist() == [False]
-        frames.mark(np.array([c]))
-        assert frames.accessed(np.array([c])).tolist() == [False]
+        assert sample([a], [a]) == [False]  # a was read accessed, then not read at all
+        assert sample([c], [c]) == [False]
         k.touch(b)  # b was read idle two checks ago, not in the last one
+        assert sample([b], [b], took_ns=200) == [False]
+
+        # ... and only when they were read recently (here 200 ns ago, more than 100)
+        k.touch(b)
+        assert sample([b], [b]) == [False]
+        # without a time, nothing is relied on
+        k.touch(b)
         frames.mark(np.array([b]))
         assert frames.accessed(np.array([b])).tolist() == [False]
 
         # a DAMOS action that frees or moves frames: everything is marked again
+        assert sample([b], [b]) == [False]
         k.touch(b)
         frames.forget_reads()
-        frames.mark(np.array([b]))
-        assert frames.accessed(np.array([b])).tolist() == [False]
+        assert sample([b], [b]) == [False]
     finally:
         frames.close()
+
+
+def test_ops_rely_on_reads_within_a_tenth_of_the_sampling_interval(tmp_path):
+    from types import SimpleNamespace
+
+    k = FakeKernel(tmp_path)
+    k.map_small(0, 300)
+    _, kpf, bm = k.files()
+    ops = PaddrOps()
+    ops.frames = page_idle.FrameChecker(page_idle.IdleBitmap(os.open(bm, os.O_RDWR)),
+                                        page_idle.KPageFlags(os.open(kpf, os.O_RDONLY)))
+    clock = [0]
+    ops._ctx = SimpleNamespace(clock=SimpleNamespace(now_ns=lambda: clock[0]),
+                               sample_interval=lambda: 1000)  # 1 ms: reads trusted 100 us
+    t = Target()
+    ops.attach(t)
+    addrs = np.array([300 << 12], np.int64)
+
+    def sample(then_ns):
+        ops.prepare_access_checks(t, addrs)
+        clock[0] += 1_000_000
+        got = ops.check_accesses(t, addrs).tolist()
+        clock[0] += then_ns
+        k.touch(300)  # an access after the read
+        return got
+
+    try:
+        assert sample(90_000) == [False]
+        assert sample(110_000) == [True]  # read 90 us before the mark: not marked again
+        assert sample(110_000) == [False]  # read accessed: marked
+        assert sample(0) == [False]  # read 110 us before the mark: marked
+    finally:
+        ops.frames.close()
 
 
 # -- process handles, capability errors, actions ------------------------------------------

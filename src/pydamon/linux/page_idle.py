@@ -290,6 +290,8 @@ class FrameChecker:
         self.zero_pfns: set[int] = set()
         #: frames the checks of the current sample read idle (see :meth:`mark`)
         self._read_idle: list[np.ndarray] = []
+        #: when the first of those checks began (None: unknown, never relied on)
+        self._read_ns: int | None = None
         #: marks were made since those checks: the next check starts a new sample
         self._marked = False
 
@@ -360,30 +362,36 @@ class FrameChecker:
         self.zero_pfns.update(p[zero].tolist())
         return check, pmd
 
-    def mark(self, check_pfns) -> None:
+    def mark(self, check_pfns, now_ns: int | None = None,
+             reuse_reads_ns: int | None = None) -> None:
         """Mark the folios of ``check_pfns`` (negative: none) idle for the next check.
 
-        A folio the checks just before read idle is left as it is: reading an
-        idle frame walks its folio's mappings, clearing their accessed bits,
-        and keeps the idle flag only if none was set, which is exactly what a
-        mark does. So a sample that lands again in such a folio (a huge page
-        sampled by consecutive samples, a small region) costs one bitmap
-        operation instead of two.
+        A folio the checks just before read idle, at most ``reuse_reads_ns``
+        before ``now_ns``, is left as it is: reading an idle frame walks its
+        folio's mappings, clearing their accessed bits, and keeps the idle
+        flag only if none was set, which is what a mark does. So a sample that
+        lands again in such a folio (a huge page sampled twice in a row, a
+        small region) costs one bitmap operation instead of two. Its next
+        sampling window starts at the read, not now: callers bound how much
+        longer that makes it.
         """
         self._marked = True
-        if self._read_idle:
+        if (self._read_idle and now_ns is not None and reuse_reads_ns is not None
+                and self._read_ns is not None and now_ns - self._read_ns <= reuse_reads_ns):
             done = (self._read_idle[0] if len(self._read_idle) == 1
                     else np.concatenate(self._read_idle))
             check_pfns = _without(check_pfns, done)
         self.bitmap.mark_idle(check_pfns)
 
-    def accessed(self, check_pfns) -> np.ndarray:
-        """Accessed since ``mark``: a checked frame that is no longer idle."""
+    def accessed(self, check_pfns, now_ns: int | None = None) -> np.ndarray:
+        """Accessed since ``mark``: a checked frame that is no longer idle.
+        ``now_ns``: the time now, before the reads (for :meth:`mark`)."""
         p = np.asarray(check_pfns, dtype=np.int64)
-        idle = self.bitmap.read_idle(p)
         if self._marked:  # the first check of a sample: the last sample's reads are old
             self._read_idle.clear()
+            self._read_ns = now_ns
             self._marked = False
+        idle = self.bitmap.read_idle(p)
         self._read_idle.append(p[idle])
         return (p >= 0) & ~idle
 

@@ -30,9 +30,16 @@ class IdlePageOps(Operations):
     #: why an action is refused, per action (a generic reason otherwise)
     unsupported_why: ClassVar[dict[Action, str]] = {}
     unsupported_default_why: ClassVar[str] = "not supported"
+    #: a frame the last check read idle is not marked again when that check
+    #: began at most this share of a sampling interval before the marks
+    #: (:meth:`FrameChecker.mark`): its next sampling window then starts at
+    #: the read, so it is at most this much longer than the others
+    reuse_reads_share: float = 0.1
 
     def __init__(self) -> None:
         self.frames: FrameChecker | None = None
+        #: the context being monitored (its clock and sampling interval), from init
+        self._ctx: Context | None = None
 
     def rejection(self, scheme: Scheme) -> str | None:
         """Why ``scheme`` cannot run on this set, or None."""
@@ -57,6 +64,21 @@ class IdlePageOps(Operations):
 
     def init(self, ctx: Context) -> None:
         self._ready()
+        self._ctx = ctx
+
+    def _now_ns(self) -> int | None:
+        return self._ctx.clock.now_ns() if self._ctx is not None else None
+
+    def _mark(self, check_pfns) -> None:
+        """Mark the frames of a sample (``self.frames`` is open)."""
+        ctx = self._ctx
+        reuse_ns = (None if ctx is None
+                    else int(ctx.sample_interval() * 1000 * self.reuse_reads_share))
+        self.frames.mark(check_pfns, self._now_ns(), reuse_ns)
+
+    def _accessed(self, check_pfns):
+        """Which frames of a sample were accessed (``self.frames`` is open)."""
+        return self.frames.accessed(check_pfns, self._now_ns())
 
     def cleanup(self, ctx: Context) -> None:
         if self.frames is not None:

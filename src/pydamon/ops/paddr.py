@@ -86,13 +86,13 @@ class PaddrOps(IdlePageOps):
             return
         check, _ = frames.resolve(np.asarray(addrs, np.int64) >> PAGE_SHIFT)
         target.handle = check
-        frames.mark(check)
+        self._mark(check)
 
     def check_accesses(self, target: Target, addrs: np.ndarray) -> np.ndarray:
         check = target.handle
         if self.frames is None or check is None or len(check) != len(addrs):
             return np.zeros(len(addrs), bool)
-        return self.frames.accessed(check)
+        return self._accessed(check)
 
     def apply_scheme(self, ctx: Context, target: Target, start: int, end: int,
                      scheme: Scheme) -> tuple[int, int]:

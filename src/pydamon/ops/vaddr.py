@@ -39,7 +39,6 @@ from __future__ import annotations
 import errno
 import logging
 import os
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar
 
@@ -384,15 +383,9 @@ class VaddrOps(IdlePageOps):
         super().__init__()
         #: where the NUMA node lists (``online``, ``has_memory``) are read
         self.node_dir = numa.NODE_DIR
-        #: the kdamond's clock, for the age of what is known of each block
-        self._clock_ns: Callable[[], int] | None = None
         #: whole small blocks read to keep their translations, so far (a
         #: one-time cost per block that benchmarks tell from the steady state)
         self.nr_block_translations = 0
-
-    def init(self, ctx: Context) -> None:
-        super().init(ctx)
-        self._clock_ns = ctx.clock.now_ns
 
     def rejection(self, scheme: Scheme) -> str | None:
         why = super().rejection(scheme)
@@ -457,16 +450,16 @@ class VaddrOps(IdlePageOps):
             h.check_pfns = np.full(len(addrs), -1, np.int64)
             h.unverified = h.confirm_pages = np.empty(0, np.int64)
             return
-        now_ns = self._now_ns()
+        now_ns = self._now_ns() or 0
         h.note_faults(now_ns)
         h.check_pfns = self._check_frames(h, np.asarray(addrs, np.int64), now_ns)
-        self.frames.mark(h.check_pfns)
+        self._mark(h.check_pfns)
 
     def check_accesses(self, target: Target, addrs: np.ndarray) -> np.ndarray:
         h: ProcessHandle | None = target.handle
         if h is None or self.frames is None or len(h.check_pfns) != len(addrs):
             return np.zeros(len(addrs), bool)
-        accessed = self.frames.accessed(h.check_pfns)
+        accessed = self._accessed(h.check_pfns)
         if not len(h.unverified):
             return accessed
         read = accessed[h.unverified]
@@ -482,9 +475,6 @@ class VaddrOps(IdlePageOps):
                 accessed[suspect[gone]] = False
                 h.kinds.forget(np.asarray(addrs, np.int64)[suspect[gone]] >> BLOCK_SHIFT)
         return accessed
-
-    def _now_ns(self) -> int:
-        return self._clock_ns() if self._clock_ns is not None else 0
 
     def _check_frames(self, h: ProcessHandle, addrs: np.ndarray, now_ns: int) -> np.ndarray:
         """The frame to check for each sampled address (-1: counted not accessed).
