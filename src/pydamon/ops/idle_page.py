@@ -81,6 +81,7 @@ class IdlePageOps(Operations):
         return self.frames.accessed(check_pfns, self._now_ns())
 
     def cleanup(self, ctx: Context) -> None:
+        self._ctx = None
         if self.frames is not None:
             self.frames.close()
             self.frames = None
