@@ -6,6 +6,7 @@ taken relative to the checkout, never from an absolute location.
 
 from __future__ import annotations
 
+import re
 import subprocess
 from pathlib import Path
 
@@ -13,6 +14,9 @@ REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared"
 GUEST = SHARED / "guest" / "run-in-guest"
 SANDBOX = SHARED / "tools" / "damon-sandbox"
+
+#: one region of ``damo report access --raw_number``: address, size, accesses
+DAMO_REGION_LINE = re.compile(r"^\d+\s+addr (\d+)\s+size (\d+)\s+access ([\d.]+)\s+age")
 
 #: run-in-guest's status when the guest itself failed (boot failure, kernel panic)
 GUEST_FAILED = 125

@@ -12,7 +12,6 @@ file (CI installs linux-perf, file and libfuse3-3).
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -21,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from pydamon.ops.sim import workload_from_maps
-from shared_tools import SANDBOX
+from shared_tools import DAMO_REGION_LINE, SANDBOX
 
 DAMO = Path(sys.executable).parent / "damo"
 
@@ -96,8 +95,6 @@ echo $? > "$out/daemon.rc"
 grep -c " $admin fuse.pydamon " /proc/self/mounts > "$out/mounts_left" || true
 """
 
-REGION_LINE = re.compile(r"^\d+\s+addr (\d+)\s+size (\d+)\s+access ([\d.]+)\s+age")
-
 
 def test_damo_drives_the_daemon(tmp_path):
     reason = _missing()
@@ -134,7 +131,7 @@ def test_damo_drives_the_daemon(tmp_path):
     hot_start, hot_end = pattern.start, pattern.end
     regions = [(int(m.group(1)), int(m.group(2)), float(m.group(3)))
                for line in result("report_access")[1].splitlines()
-               if (m := REGION_LINE.match(line.strip()))]
+               if (m := DAMO_REGION_LINE.match(line.strip()))]
     assert regions, result("report_access")[1]
     hottest = max(regions, key=lambda r: r[2])
     assert hottest[2] > 0
@@ -162,5 +159,5 @@ def test_damo_drives_the_daemon(tmp_path):
     assert "# <percentile> <wss>" in result("wss")[1]
     # paddr: one region reported from the host's /proc/iomem range on
     paddr = [m for line in result("report_paddr")[1].splitlines()
-             if (m := REGION_LINE.match(line.strip()))]
+             if (m := DAMO_REGION_LINE.match(line.strip()))]
     assert paddr, result("report_paddr")[1]
