@@ -778,6 +778,31 @@ def test_a_frame_read_idle_is_not_marked_again_for_the_next_sample(tmp_path):
         frames.close()
 
 
+def test_reads_of_every_target_of_a_sample_count_for_every_target_s_marks(tmp_path):
+    """Two targets (one shared frame): all checks of a sample come before all
+    marks, and a frame is in the marked state whichever target's check read it."""
+    k = FakeKernel(tmp_path)
+    shared, a, b = 100, 20000, 30000
+    for v, f in enumerate((shared, a, b)):
+        k.map_small(v, f)
+    _, kpf, bm = k.files()
+    frames = page_idle.FrameChecker(page_idle.IdleBitmap(os.open(bm, os.O_RDWR)),
+                                    page_idle.KPageFlags(os.open(kpf, os.O_RDONLY)))
+    try:
+        frames.mark(np.array([shared, a]), 0, 100)  # target 1
+        frames.mark(np.array([b]), 0, 100)  # target 2
+        assert frames.accessed(np.array([shared, a]), 1000).tolist() == [False, False]
+        assert frames.accessed(np.array([b]), 1000).tolist() == [False]
+        for f in (shared, a, b):
+            k.touch(f)  # accessed after the reads
+        frames.mark(np.array([b]), 1010, 100)  # target 1 now samples b and
+        frames.mark(np.array([shared]), 1010, 100)  # target 2 the shared frame
+        assert frames.accessed(np.array([b]), 2010).tolist() == [True]
+        assert frames.accessed(np.array([shared]), 2010).tolist() == [True]
+    finally:
+        frames.close()
+
+
 def test_ops_rely_on_reads_within_a_tenth_of_the_sampling_interval(tmp_path):
     from types import SimpleNamespace
 
