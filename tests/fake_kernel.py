@@ -6,6 +6,7 @@ machine's ``kpageflags`` and idle page ``bitmap``, written as ordinary files.
 
 from __future__ import annotations
 
+import os
 from array import array
 
 from pydamon.linux import page_idle, pagemap
@@ -54,6 +55,12 @@ class FakeKernel:
         bm = self.dir / "bitmap"
         bm.write_bytes(bytes(self.nr_frames // 8))
         return pm, kpf, bm
+
+    def frame_checker(self, io=None) -> page_idle.FrameChecker:
+        """A FrameChecker over the bitmap and kpageflags :meth:`files` wrote."""
+        return page_idle.FrameChecker(
+            page_idle.IdleBitmap(os.open(self.dir / "bitmap", os.O_RDWR)),
+            page_idle.KPageFlags(os.open(self.dir / "kpageflags", os.O_RDONLY)), io)
 
     def bitmap_words(self) -> array:
         return array("Q", (self.dir / "bitmap").read_bytes())

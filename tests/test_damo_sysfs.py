@@ -13,51 +13,24 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
 from pydamon.ops.sim import workload_from_maps
-from shared_tools import DAMO_REGION_LINE, SANDBOX
-
-DAMO = Path(sys.executable).parent / "damo"
+from shared_tools import DAMO_REGION_LINE, damo_missing, run_damo_scenario
 
 pytestmark = [pytest.mark.damo, pytest.mark.fuse, pytest.mark.slow]
 
 
 def _missing() -> str | None:
-    if os.geteuid() != 0:
-        return "needs root"
-    if not os.path.exists("/dev/fuse"):
-        return "needs /dev/fuse"
-    if not SANDBOX.exists():
-        return f"needs {SANDBOX}"
-    if not DAMO.exists():
-        return "needs damo in the venv"
-    if not (shutil.which("perf") or shutil.which("trace-cmd")):
-        return "damo record needs perf or trace-cmd on PATH"
-    if not shutil.which("file"):
-        return "damo needs the file command"
-    return None
+    reason = damo_missing("file")  # damo needs the file command
+    if reason is None and not (shutil.which("perf") or shutil.which("trace-cmd")):
+        reason = "damo record needs perf or trace-cmd on PATH"
+    return reason
 
 
-# The scenario. $1: results directory. Each damo command's exit status goes
-# to $1/<name>.rc and its output to $1/<name>.out.
+# The scenario, after DAMO_SCENARIO_START (the daemon, simulating).
 SCENARIO = r"""
-set -u
-out=$1
-cd "$out"
-admin=/sys/kernel/mm/damon/admin
-"$PY" -m pydamon.daemon --simulate --sysfs $admin --debugfs '' 2> "$out/daemon.log" &
-daemon=$!
-for i in $(seq 200); do [ -e $admin/kdamonds/nr_kdamonds ] && break; sleep 0.05; done
-# never let damo near anything but our mount
-fstype=$(findmnt -n -o FSTYPE --target $admin | tail -n 1)
-if [ "$fstype" != fuse.pydamon ]; then
-    echo "not our mount: $fstype" > "$out/guard"; kill $daemon; exit 3
-fi
 # the workload: a process whose largest mapping is 256 MiB of anonymous memory;
 # simulated, the middle eighth of it (32 MiB) is hot
 "$PY" -c 'import mmap, sys, time; m = mmap.mmap(-1, 256 << 20); open(sys.argv[1], "w").close(); time.sleep(1000)' "$out/workload.ready" &
@@ -66,11 +39,6 @@ workload=$!
 for i in $(seq 600); do [ -e "$out/workload.ready" ] && break; sleep 0.05; done
 echo $workload > "$out/workload.pid"
 cat /proc/$workload/maps > "$out/workload.maps"
-run() {
-    name=$1; shift
-    "$DAMO" "$@" > "$out/$name.out" 2>&1
-    echo $? > "$out/$name.rc"
-}
 run start start $workload
 sleep 1
 run tune tune $workload --aggr 200ms
@@ -100,10 +68,7 @@ def test_damo_drives_the_daemon(tmp_path):
     reason = _missing()
     if reason:
         pytest.skip(reason)
-    env = dict(os.environ, PY=sys.executable, DAMO=str(DAMO))
-    env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '')}"
-    proc = subprocess.run([str(SANDBOX), "--", "bash", "-c", SCENARIO, "scenario", str(tmp_path)],
-                          env=env, capture_output=True, text=True, timeout=240)
+    proc = run_damo_scenario(SCENARIO, tmp_path, daemon_args="--simulate", timeout=240)
     log = (tmp_path / "daemon.log").read_text() if (tmp_path / "daemon.log").exists() else ""
     assert proc.returncode == 0, f"{proc.stdout}\n{proc.stderr}\n{log}"
 

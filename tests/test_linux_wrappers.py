@@ -437,11 +437,9 @@ def fake_vaddr(tmp_path, io):
     for v in range(0, 100):
         k.map_small(v, 5000 + 3 * v)
     k.map_huge(512, 1024)  # virtual pages 512..1023 on frames 1024..1535
-    pm, kpf, bm = k.files()
+    pm, _, _ = k.files()
     ops = VaddrOps()
-    ops.frames = page_idle.FrameChecker(
-        page_idle.IdleBitmap(os.open(bm, os.O_RDWR)),
-        page_idle.KPageFlags(os.open(kpf, os.O_RDONLY)), io)
+    ops.frames = k.frame_checker(io)
     pm_fd = os.open(pm, os.O_RDONLY)
     own = pidfd.pidfd_open(os.getpid())
     proc_dir = os.open("/proc/self", os.O_RDONLY | os.O_DIRECTORY)
@@ -500,10 +498,9 @@ def test_vaddr_notices_a_collapse_and_a_moved_huge_page(tmp_path):
     for v in range(512):  # block 0: small pages, scattered frames
         k.map_small(v, 20000 + 7 * v)
     k.map_huge(512, 1024)
-    pm, kpf, bm = k.files()
+    pm, _, _ = k.files()
     ops = VaddrOps()
-    ops.frames = page_idle.FrameChecker(page_idle.IdleBitmap(os.open(bm, os.O_RDWR)),
-                                        page_idle.KPageFlags(os.open(kpf, os.O_RDONLY)))
+    ops.frames = k.frame_checker()
     pm_fd = os.open(pm, os.O_RDONLY)
     t = Target(pid=os.getpid())
     t.handle = ProcessHandle(os.getpid(), pidfd.pidfd_open(os.getpid()),
@@ -708,9 +705,8 @@ def test_vaddr_zero_page_and_off_lru_frames_are_not_accessed(tmp_path):
     k.page_of[1] = 77
     k.flags[77] = page_idle.KPF_ZERO_PAGE  # not LRU
     k.map_small(2, 90)
-    pm, kpf, bm = k.files()
-    frames = page_idle.FrameChecker(page_idle.IdleBitmap(os.open(bm, os.O_RDWR)),
-                                    page_idle.KPageFlags(os.open(kpf, os.O_RDONLY)))
+    k.files()
+    frames = k.frame_checker()
     try:
         check, pmd = frames.resolve([77, 90])
         assert check.tolist() == [-1, 90] and pmd.tolist() == [False, False]
@@ -729,9 +725,8 @@ def test_a_frame_read_idle_is_not_marked_again_for_the_next_sample(tmp_path):
     a, b, c = 100, 20000, 20001
     for v, f in enumerate((a, b, c)):
         k.map_small(v, f)
-    _, kpf, bm = k.files()
-    frames = page_idle.FrameChecker(page_idle.IdleBitmap(os.open(bm, os.O_RDWR)),
-                                    page_idle.KPageFlags(os.open(kpf, os.O_RDONLY)))
+    k.files()
+    frames = k.frame_checker()
     now = [0]
 
     def sample(marked, read, took_ns=10):
@@ -785,9 +780,8 @@ def test_reads_of_every_target_of_a_sample_count_for_every_target_s_marks(tmp_pa
     shared, a, b = 100, 20000, 30000
     for v, f in enumerate((shared, a, b)):
         k.map_small(v, f)
-    _, kpf, bm = k.files()
-    frames = page_idle.FrameChecker(page_idle.IdleBitmap(os.open(bm, os.O_RDWR)),
-                                    page_idle.KPageFlags(os.open(kpf, os.O_RDONLY)))
+    k.files()
+    frames = k.frame_checker()
     try:
         frames.mark(np.array([shared, a]), 0, 100)  # target 1
         frames.mark(np.array([b]), 0, 100)  # target 2
@@ -808,10 +802,9 @@ def test_ops_rely_on_reads_within_a_tenth_of_the_sampling_interval(tmp_path):
 
     k = FakeKernel(tmp_path)
     k.map_small(0, 300)
-    _, kpf, bm = k.files()
+    k.files()
     ops = PaddrOps()
-    ops.frames = page_idle.FrameChecker(page_idle.IdleBitmap(os.open(bm, os.O_RDWR)),
-                                        page_idle.KPageFlags(os.open(kpf, os.O_RDONLY)))
+    ops.frames = k.frame_checker()
     clock = [0]
     ops._ctx = SimpleNamespace(clock=SimpleNamespace(now_ns=lambda: clock[0]),
                                sample_interval=lambda: 1000)  # 1 ms: reads trusted 100 us

@@ -9,41 +9,18 @@ its access report must show that range hot and the rest of the buffer cold.
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 from kernel_helpers import start_workload
 
-from shared_tools import DAMO_REGION_LINE, SANDBOX
+from shared_tools import DAMO_REGION_LINE, damo_missing, run_damo_scenario
 
-DAMO = Path(sys.executable).parent / "damo"
 MIB = 1 << 20
 
-# $1: results directory, $2: the workload's pid. Each damo command's exit
-# status goes to $1/<name>.rc and its output to $1/<name>.out. Intervals are
-# 10x the kernel's defaults: the guest's CPU is emulated.
+# After DAMO_SCENARIO_START (the daemon, on the real operations sets); $2:
+# the workload's pid. Intervals are 10x the kernel's defaults: the guest's
+# CPU is emulated.
 SCENARIO = r"""
-set -u
-out=$1
 pid=$2
-admin=/sys/kernel/mm/damon/admin
-"$PY" -m pydamon.daemon --sysfs $admin --debugfs '' 2> "$out/daemon.log" &
-daemon=$!
-for i in $(seq 1200); do [ -e $admin/kdamonds/nr_kdamonds ] && break; sleep 0.1; done
-# never let damo near anything but our mount
-fstype=$(findmnt -n -o FSTYPE --target $admin | tail -n 1)
-if [ "$fstype" != fuse.pydamon ]; then
-    echo "not our mount: $fstype" > "$out/guard"; kill $daemon; exit 3
-fi
-run() {
-    name=$1; shift
-    "$DAMO" "$@" > "$out/$name.out" 2>&1
-    echo $? > "$out/$name.rc"
-}
 run start start $pid --monitoring_intervals 50ms 1s 10s --monitoring_nr_regions_range 20 100
 sleep 20
 run report report access --raw_number
@@ -54,31 +31,13 @@ echo $? > "$out/daemon.rc"
 """
 
 
-def _missing() -> str | None:
-    if os.geteuid() != 0:
-        return "needs root"
-    if not os.path.exists("/dev/fuse"):
-        return "needs /dev/fuse"
-    if not SANDBOX.exists():
-        return f"needs {SANDBOX}"
-    if not DAMO.exists():
-        return "needs damo in the venv"
-    if not shutil.which("findmnt"):
-        return "needs findmnt"
-    return None
-
-
 def test_damo_finds_the_hot_range_of_a_real_process(real_kernel, tmp_path):
-    reason = _missing()
+    reason = damo_missing()
     if reason:
         pytest.skip(reason)
     w = start_workload(256, 128, 32, thp=False)
     try:
-        env = dict(os.environ, PY=sys.executable, DAMO=str(DAMO))
-        env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '')}"
-        proc = subprocess.run([str(SANDBOX), "--", "bash", "-c", SCENARIO, "scenario",
-                               str(tmp_path), str(w.pid)],
-                              env=env, capture_output=True, text=True, timeout=600)
+        proc = run_damo_scenario(SCENARIO, tmp_path, str(w.pid), daemon_args="", timeout=600)
     finally:
         w.proc.kill()
         w.proc.wait()

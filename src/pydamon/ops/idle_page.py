@@ -70,7 +70,9 @@ class IdlePageOps(Operations):
         return self._ctx.clock.now_ns() if self._ctx is not None else None
 
     def _mark(self, check_pfns) -> None:
-        """Mark the frames of a sample (``self.frames`` is open)."""
+        """Mark the frames of a sample (``self.frames`` is open). The clock is
+        read here, just before the marks, not reused from earlier in the
+        preparation: the reuse bound is judged on the latest time."""
         ctx = self._ctx
         reuse_ns = (None if ctx is None
                     else int(ctx.sample_interval() * 1000 * self.reuse_reads_share))
