@@ -14,7 +14,9 @@ cost is what the side-by-side benchmark's 4 GiB/1 GiB ratio grows by.
 For heads two huge pages apart (as at 4 GiB), this prints the CPU per head
 (this process, io-wq workers included) of: one io_uring write each (how
 pydamon marks far-apart heads), one inline io_uring read each (how it checks
-them), and plain pwrite/pread for reference.
+them), and plain pwrite/pread for reference. The same calls on words that
+hold no head (a zero word written, a word of tail frames read) cost all but
+the reverse-map walk: the difference is the walk, the rest is the call.
 """
 
 from __future__ import annotations
@@ -100,6 +102,18 @@ def run(heads: np.ndarray, fd: int, ring: Uring, rounds: int) -> None:
     def ring_read() -> None:
         ring.run(IORING_OP_READ, fd, offsets, read_addrs, lens, None)
 
+    # the same calls without a walk: a zero word at each head's offset (no bit
+    # set, nothing marked), and the word after each head's (64 tail frames of
+    # its huge page, which the bitmap read skips)
+    zero_words = np.zeros(n, np.uint64)
+    zero_addrs = address_of(zero_words) + np.arange(n) * 8
+
+    def ring_write_zero() -> None:
+        ring.run(IORING_OP_WRITE, fd, offsets, zero_addrs, lens, None)
+
+    def ring_read_tails() -> None:
+        ring.run(IORING_OP_READ, fd, offsets + 8, read_addrs, lens, None)
+
     # heads in pairs (neighbours in frame order, at most 64 words apart), one
     # write each carrying the zero words between the two
     first, second = heads[0:n - n % 2:2], heads[1:n - n % 2:2]
@@ -137,6 +151,8 @@ def run(heads: np.ndarray, fd: int, ring: Uring, rounds: int) -> None:
           f"and its io-wq workers")
     w_ring = per_head_us(ring_write)
     r_ring = per_head_us(ring_read, before=ring_write)  # idle heads: a walk each
+    w_zero = per_head_us(ring_write_zero)
+    r_tails = per_head_us(ring_read_tails)
     w_pairs = per_head_us(ring_write_pairs) * n / (2 * len(first))
     w_plain = per_head_us(plain_write)
     r_plain = per_head_us(plain_read, before=plain_write)
@@ -145,6 +161,10 @@ def run(heads: np.ndarray, fd: int, ring: Uring, rounds: int) -> None:
     still_idle = float(np.mean((buf >> (heads & 63).astype(np.uint64)) & np.uint64(1)))
     print(f"  mark, io_uring write each     {w_ring:7.1f}")
     print(f"  check, inline io_uring read   {r_ring:7.1f}")
+    print(f"  the same write, a zero word   {w_zero:7.1f}  (no walk: the io-wq write "
+          f"itself; the walk {w_ring - w_zero:.1f})")
+    print(f"  the same read, a tail word    {r_tails:7.1f}  (no walk: the inline read "
+          f"itself; the walk {r_ring - r_tails:.1f})")
     print(f"  mark, io_uring write per pair {w_pairs:7.1f}  (carrying "
           f"{float(np.mean(span_words)) - 2:.0f} zero words between the two)")
     print(f"  mark, pwrite each             {w_plain:7.1f}")
