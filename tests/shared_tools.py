@@ -24,15 +24,20 @@ DAMO = Path(sys.executable).parent / "damo"
 
 #: the start of every damo scenario, run only inside damon-sandbox (its
 #: /sys/kernel/mm/damon is a private tmpfs): the daemon, started with
-#: $DAEMON_ARGS, serves its sysfs tree where damo looks, and the scenario
-#: stops unless that is our mount. $1 is the results directory;
-#: ``run NAME ARGS...`` runs damo, its output to $1/NAME.out, its status to
-#: $1/NAME.rc.
+#: $DAEMON_ARGS, serves its sysfs tree where damo looks; the scenario stops
+#: unless that place is the sandbox's tmpfs before and our mount after. $1 is
+#: the results directory; ``run NAME ARGS...`` runs damo, its output to
+#: $1/NAME.out, its status to $1/NAME.rc.
 DAMO_SCENARIO_START = r"""
 set -u
 out=$1
 cd "$out"
 admin=/sys/kernel/mm/damon/admin
+# refuse before anything starts unless this is damon-sandbox's empty tmpfs
+shield=$(findmnt -n -o FSTYPE --target $admin | tail -n 1)
+if [ "$shield" != tmpfs ] || [ -e $admin/kdamonds ]; then
+    echo "not in damon-sandbox: $admin is on $shield" > "$out/guard"; exit 3
+fi
 "$PY" -m pydamon.daemon $DAEMON_ARGS --sysfs $admin --debugfs '' 2> "$out/daemon.log" &
 daemon=$!
 for i in $(seq 1200); do [ -e $admin/kdamonds/nr_kdamonds ] && break; sleep 0.1; done
