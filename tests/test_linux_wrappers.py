@@ -717,16 +717,22 @@ def test_vaddr_zero_page_and_off_lru_frames_are_not_accessed(tmp_path):
         frames.close()
 
 
+def small_frames(tmp_path, *frames: int) -> tuple[FakeKernel, page_idle.FrameChecker]:
+    """A fake kernel whose virtual page i maps the small frame ``frames[i]``,
+    and a FrameChecker over it."""
+    k = FakeKernel(tmp_path)
+    for vpage, frame in enumerate(frames):
+        k.map_small(vpage, frame)
+    k.files()
+    return k, k.frame_checker()
+
+
 def test_a_frame_read_idle_is_not_marked_again_for_the_next_sample(tmp_path):
     """Reading an idle frame leaves its folio as a mark would: the next sample's
     mark skips it when the read is recent, so an access between the read and
     that mark counts."""
-    k = FakeKernel(tmp_path)
     a, b, c = 100, 20000, 20001
-    for v, f in enumerate((a, b, c)):
-        k.map_small(v, f)
-    k.files()
-    frames = k.frame_checker()
+    k, frames = small_frames(tmp_path, a, b, c)
     now = [0]
 
     def sample(marked, read, took_ns=10):
@@ -776,12 +782,8 @@ def test_a_frame_read_idle_is_not_marked_again_for_the_next_sample(tmp_path):
 def test_reads_of_every_target_of_a_sample_count_for_every_target_s_marks(tmp_path):
     """Two targets (one shared frame): all checks of a sample come before all
     marks, and a frame is in the marked state whichever target's check read it."""
-    k = FakeKernel(tmp_path)
     shared, a, b = 100, 20000, 30000
-    for v, f in enumerate((shared, a, b)):
-        k.map_small(v, f)
-    k.files()
-    frames = k.frame_checker()
+    k, frames = small_frames(tmp_path, shared, a, b)
     try:
         frames.mark(np.array([shared, a]), 0, 100)  # target 1
         frames.mark(np.array([b]), 0, 100)  # target 2
@@ -800,11 +802,8 @@ def test_reads_of_every_target_of_a_sample_count_for_every_target_s_marks(tmp_pa
 def test_ops_rely_on_reads_within_a_tenth_of_the_sampling_interval(tmp_path):
     from types import SimpleNamespace
 
-    k = FakeKernel(tmp_path)
-    k.map_small(0, 300)
-    k.files()
     ops = PaddrOps()
-    ops.frames = k.frame_checker()
+    k, ops.frames = small_frames(tmp_path, 300)
     clock = [0]
     ops._ctx = SimpleNamespace(clock=SimpleNamespace(now_ns=lambda: clock[0]),
                                sample_interval=lambda: 1000)  # 1 ms: reads trusted 100 us
