@@ -779,6 +779,69 @@ def test_a_frame_read_idle_is_not_marked_again_for_the_next_sample(tmp_path):
         frames.close()
 
 
+def test_a_believed_idle_frame_that_reads_idle_is_marked_by_that_read(tmp_path):
+    """With probing on, a mark first reads the frames believed idle (marked or
+    read idle before, not read accessed since): those still idle are not
+    written, the rest are. The belief only saves writes; an access is never
+    missed, whatever was believed."""
+    a, b, c = 100, 20000, 30000
+    k, frames = small_frames(tmp_path, a, b, c)
+    frames.probe_believed_idle = True
+    frames.bitmap.write_calls_per_frame = None  # a write per frame: they are far apart
+
+    def writes_and_reads(marked):
+        syscount.reset()
+        frames.mark(np.array(marked))
+        return syscount.ops["bitmap_write"], syscount.ops["bitmap_read"]
+
+    try:
+        assert writes_and_reads([a, b]) == (2, 0)  # nothing believed yet: written
+        assert frames.believed_idle.get(np.array([a, b, c])).tolist() == [True, True, False]
+        k.touch(b)
+        assert frames.accessed(np.array([a, b])).tolist() == [False, True]
+        assert frames.believed_idle.get(np.array([a, b])).tolist() == [True, False]
+        # a is read (idle: that read was its mark), b and c are written
+        assert writes_and_reads([a, b, c]) == (2, 1)
+        k.touch(a)
+        k.touch(b)
+        assert frames.accessed(np.array([a, b, c])).tolist() == [True, True, False]
+        # a was believed idle until read accessed: now written without a read
+        assert writes_and_reads([a, c]) == (1, 1)
+        k.touch(c)  # accessed after the last mark: the read finds it, it is written
+        assert writes_and_reads([a, c]) == (1, 2)  # a, marked last, read idle
+        assert frames.accessed(np.array([a, c])).tolist() == [False, False]
+        k.touch(c)
+        assert frames.accessed(np.array([a, c])).tolist() == [False, True]
+        # one frame alone, or frames whose writes share a call: written, no read
+        assert writes_and_reads([a]) == (1, 0)
+        assert frames.accessed(np.array([a])).tolist() == [False]
+    finally:
+        frames.close()
+
+
+def test_believed_idle_frames_close_together_are_written_not_read(tmp_path):
+    """Frames a few bitmap words apart share one write: reading them first
+    would cost more calls than it saves. Frames far apart are read."""
+    near = [100, 100 + 64 * 3, 100 + 64 * 6]  # words two apart
+    far = [10000, 20000, 30000]
+    k, frames = small_frames(tmp_path, *near, *far)
+    frames.probe_believed_idle = True
+    frames.bitmap.write_calls_per_frame = None
+
+    def calls_of_second_mark(group):
+        frames.mark(np.array(group))  # believed idle from here
+        assert frames.accessed(np.array(group)).tolist() == [False] * len(group)
+        syscount.reset()
+        frames.mark(np.array(group))
+        return syscount.ops["bitmap_write"], syscount.ops["bitmap_read"]
+
+    try:
+        assert calls_of_second_mark(near) == (1, 0)
+        assert calls_of_second_mark(far) == (0, 3)  # a read each, all idle: no write
+    finally:
+        frames.close()
+
+
 def test_reads_of_every_target_of_a_sample_count_for_every_target_s_marks(tmp_path):
     """Two targets (one shared frame): all checks of a sample come before all
     marks, and a frame is in the marked state whichever target's check read it."""
