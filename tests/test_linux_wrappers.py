@@ -787,6 +787,7 @@ def test_a_believed_idle_frame_that_reads_idle_is_marked_by_that_read(tmp_path):
     a, b, c = 100, 20000, 30000
     k, frames = small_frames(tmp_path, a, b, c)
     frames.probe_believed_idle = True
+    frames.probe_min_frames = 1
     frames.bitmap.write_calls_per_frame = None  # a write per frame: they are far apart
 
     def writes_and_reads(marked):
@@ -826,6 +827,7 @@ def test_believed_idle_frames_close_together_are_written_not_read(tmp_path):
     far = [10000, 20000, 30000]
     k, frames = small_frames(tmp_path, *near, *far)
     frames.probe_believed_idle = True
+    frames.probe_min_frames = 1
     frames.bitmap.write_calls_per_frame = None
 
     def calls_of_second_mark(group):
@@ -838,6 +840,34 @@ def test_believed_idle_frames_close_together_are_written_not_read(tmp_path):
     try:
         assert calls_of_second_mark(near) == (1, 0)
         assert calls_of_second_mark(far) == (0, 3)  # a read each, all idle: no write
+    finally:
+        frames.close()
+
+
+def test_believed_idle_frames_are_read_first_only_when_enough_of_them(tmp_path):
+    """Reading first is a batch of its own: with fewer believed-idle frames
+    than ``probe_min_frames`` the marks are writes only, however far apart."""
+    far = [5000, 12000, 20000, 30000]
+    k, frames = small_frames(tmp_path, *far)
+    frames.probe_believed_idle = True
+    frames.probe_min_frames = 3
+    frames.bitmap.write_calls_per_frame = None
+
+    def writes_and_reads(group):
+        syscount.reset()
+        frames.mark(np.array(group))
+        return syscount.ops["bitmap_write"], syscount.ops["bitmap_read"]
+
+    try:
+        assert writes_and_reads(far[:2]) == (2, 0)
+        assert frames.accessed(np.array(far[:2])).tolist() == [False, False]
+        # two believed idle (and a third frame, not believed): too few to read first
+        assert writes_and_reads(far[:3]) == (3, 0)
+        assert frames.accessed(np.array(far[:3])).tolist() == [False, False, False]
+        # three believed idle: read, found idle, not written; the fourth is written
+        assert writes_and_reads(far) == (1, 3)
+        k.touch(far[0])
+        assert frames.accessed(np.array(far)).tolist() == [True, False, False, False]
     finally:
         frames.close()
 
