@@ -478,16 +478,24 @@ def test_vaddr_checks_huge_pages_through_their_head(fake_vaddr):
     assert t.handle.blocks == {0: 0, 1: 1}
 
 
-def test_vaddr_huge_blocks_are_relearned_a_few_at_a_time_after_their_ttl(fake_vaddr):
+def test_vaddr_huge_blocks_are_relearned_with_the_rotation_after_their_ttl(fake_vaddr):
     k, ops, t = fake_vaddr
+    ops.verify_every = 2  # samples 0, 2, 4... are the rotation's
     clock = [0]
     ops._now_ns = lambda: clock[0]
     ops.prepare_access_checks(t, np.array([600 << 12], np.int64))
     assert t.handle.blocks == {1: 1}
     clock[0] = int(ops.block_kind_ttl_s * 1e9) + 1
+    samples = np.array([600 << 12, 700 << 12], np.int64)
+    # stale, but not a rotation's sample: still checked through its head, unread
     syscount.reset()
-    ops.prepare_access_checks(t, np.array([600 << 12, 700 << 12], np.int64))
-    # both samples hit the stale block; the budget (>= 1 per sample) re-learns it once
+    ops.prepare_access_checks(t, samples)
+    assert "kpageflags" not in syscount.ops and "pagemap" not in syscount.ops
+    assert t.handle.check_pfns.tolist() == [1024, 1024]
+    assert t.handle.kinds.entries(np.array([1]))[2].tolist() == [0]
+    # the rotation: both samples hit the stale block, which is re-learned once
+    syscount.reset()
+    ops.prepare_access_checks(t, samples)
     assert syscount.ops["kpageflags"] == 1
     assert t.handle.check_pfns.tolist() == [1024, 1024]
     assert t.handle.kinds.entries(np.array([1]))[2].tolist() == [clock[0]]

@@ -14,8 +14,8 @@ that a block costs that read once, not at every sample:
   in its block (as every page of a PMD-mapped huge page does) and does not
   match is checked again, which is how a collapse by khugepaged is noticed;
 * a huge page split in place keeps its frames and shows nothing in the
-  pagemap, so huge blocks are also re-learned after ``ttl_ns``, a few per
-  sample, so the cost is spread and bounded whatever the target's size.
+  pagemap, so huge blocks are also re-learned after ``ttl_ns``, a few at a
+  time, so the cost is spread and bounded whatever the target's size.
 
 A small block may also keep the frames of all its 512 pages, read in one
 pagemap call (:meth:`BlockKinds.translate`): a read of 512 entries costs

@@ -17,9 +17,9 @@ To keep system calls per region-sample low, what backs each 2 MiB block of
 a process (small pages or one PMD-mapped huge page) is remembered
 (:mod:`.block_kinds`), so ``/proc/kpageflags`` is read when a block is first
 sampled, when its layout visibly changes, and, for huge blocks, again after
-``block_kind_ttl_s`` (a few blocks per sample). A small block sampled again
-has the frames of all its pages read at once and kept for
-``translation_ttl_s``. A sample in a remembered huge block (through its
+``block_kind_ttl_s`` (a few blocks at a time, in the rotation's samples). A
+small block sampled again has the frames of all its pages read at once and
+kept for ``translation_ttl_s``. A sample in a remembered huge block (through its
 head) or with a kept frame is checked without a pagemap read: a set idle bit
 means the folio was neither freed nor accessed since marked; an accessed
 reading is confirmed through the pagemap (a freed frame reads accessed), and
@@ -362,7 +362,8 @@ class VaddrOps(IdlePageOps):
     #: is caught when it reads accessed (confirmed) or by the rotation, and an
     #: ABSENT page by the process's fault count; this only bounds the rest
     translation_ttl_s: float = 300.0
-    #: at most this share of a sample's regions re-learn stale blocks
+    #: stale huge blocks are re-learned in the rotation's samples only, at most
+    #: this share of a sample's regions per sample between two rotations
     relearn_share: float = 0.02
     #: a sample in a remembered huge block (checked through its head) or in a
     #: small block with kept translations is checked without reading the
@@ -495,11 +496,18 @@ class VaddrOps(IdlePageOps):
         idx = cache.lookup(blocks)
         kind = cache.kind[idx]
         frame = cache.frame[idx]
-        ttl_ns = int(self.block_kind_ttl_s * 1e9)
         huge = kind == HUGE
-        stale = np.flatnonzero(huge & (now_ns - cache.learned_ns[idx] > ttl_ns))
-        if len(stale):  # re-learned a few at a time: the cost stays spread
-            stale = stale[:max(1, int(n * self.relearn_share))]
+        rotation = self._is_rotation(h.nr_samples)
+        h.nr_samples += 1
+        if rotation:
+            # stale huge blocks are re-learned with the rotation, whose samples
+            # are all translated anyway: a re-learning in any other sample would
+            # add a translation pass of its own (its fixed cost, some ms under
+            # an emulator, is most of what a sample costs at 100 regions)
+            ttl_ns = int(self.block_kind_ttl_s * 1e9)
+            stale = np.flatnonzero(huge & (now_ns - cache.learned_ns[idx] > ttl_ns))
+            # a few at a time: the cost stays spread
+            stale = stale[:max(1, int(n * self.relearn_share * self.verify_every))]
             huge[stale] = False
             kind[stale] = UNKNOWN
         row = cache.row[idx]
@@ -509,8 +517,6 @@ class VaddrOps(IdlePageOps):
         # a page kept ABSENT (not present, the zero page) stays so until the
         # process faults: the fault count was read before any translation
         absent = (cached == ABSENT) & (tns >= h.faults_changed_ns) & (h.faults is not None)
-        rotation = self._is_rotation(h.nr_samples)
-        h.nr_samples += 1
         framed = huge | (translated & (cached >= 0))
         trusted = np.zeros(n, bool) if rotation else framed | (translated & absent)
         checked = trusted & framed  # an ABSENT page is not accessed: nothing to check
