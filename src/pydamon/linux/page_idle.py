@@ -358,7 +358,8 @@ class FrameChecker:
         #: marks were made since those checks: the next check starts a new sample
         self._marked = False
         #: frames believed idle, one bit each: marked or read idle, and not read
-        #: accessed since. Only a hint of what a read would say (see :meth:`mark`)
+        #: accessed since. Only a hint of what a read would say (see :meth:`mark`),
+        #: kept while :attr:`probe_believed_idle` is on
         self.believed_idle = FrameBits()
         #: whether marks read believed-idle frames first (:meth:`mark`). Only
         #: through io_uring, where a read entry costs less than a write (writes
@@ -458,8 +459,10 @@ class FrameChecker:
             done = (self._read_idle[0] if len(self._read_idle) == 1
                     else np.concatenate(self._read_idle))
             check_pfns = _without(check_pfns, done)
-        if self.probe_believed_idle:
-            check_pfns = self._unless_read_idle(check_pfns)
+        if not self.probe_believed_idle:  # then nothing reads the belief: none kept
+            self.bitmap.mark_idle(check_pfns)
+            return
+        check_pfns = self._unless_read_idle(check_pfns)
         self.bitmap.mark_idle(check_pfns)
         self.believed_idle.set(np.asarray(check_pfns, np.int64), True)
 
@@ -505,7 +508,8 @@ class FrameChecker:
             self._marked = False
         idle = self.bitmap.read_idle(p)
         self._read_idle.append(p[idle])
-        self.believed_idle.set(p[(p >= 0) & ~idle], False)
+        if self.probe_believed_idle:
+            self.believed_idle.set(p[(p >= 0) & ~idle], False)
         return (p >= 0) & ~idle
 
     def forget_reads(self) -> None:
