@@ -489,9 +489,9 @@ class FrameChecker:
         believed = self.believed_idle.get(p)
         if np.count_nonzero(believed) < max(1, self.probe_min_frames):
             return p
-        # writes of frames this close share a call: then writing is cheaper
-        gaps = np.diff(np.sort(p >> 6))
-        writes = 1 + np.count_nonzero(gaps > URING_WRITE_MAX_GAP_WORDS + 1)
+        # writes of frames this close share a call (the runs mark_idle will
+        # write): then writing is cheaper
+        writes = len(run_arrays(np.sort(p >> 6), URING_WRITE_MAX_GAP_WORDS, MAX_RUN_WORDS)[0])
         if writes < PROBE_MIN_WRITES_PER_FRAME * len(p):
             return p
         probe = p[believed]
