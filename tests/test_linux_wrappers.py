@@ -19,6 +19,7 @@ import pytest
 from fake_kernel import FakeKernel, write_entries
 from pydamon.core.context import Context
 from pydamon.core.damos import Action, DamosFilter, FilterType, Scheme
+from pydamon.core.regions import RegionArray
 from pydamon.core.target import Target
 from pydamon.errors import DamonError
 from pydamon.linux import batching, caps, page_idle, pagemap, pidfd, procfs, syscount
@@ -499,6 +500,52 @@ def test_vaddr_huge_blocks_are_relearned_with_the_rotation_after_their_ttl(fake_
     assert syscount.ops["kpageflags"] == 1
     assert t.handle.check_pfns.tolist() == [1024, 1024]
     assert t.handle.kinds.entries(np.array([1]))[2].tolist() == [clock[0]]
+
+
+def test_vaddr_learns_the_blocks_next_to_a_sampled_one_in_the_same_pass(tmp_path):
+    k = FakeKernel(tmp_path, nr_frames=1 << 16)
+    for b in range(1, 11):  # blocks 1..10: huge pages on frames 512 * (2b + 10)
+        k.map_huge(512 * b, 512 * (2 * b + 10))
+    for v in range(30):  # block 11: small pages
+        k.map_small(512 * 11 + v, 60000 + v)
+    pm, _, _ = k.files()
+    ops = VaddrOps()
+    ops.frames = k.frame_checker()
+    ops.verify_every = 1 << 30  # no rotation
+    ops.learn_ahead_min = 8  # two steps to each side of the two samples
+    pm_fd = os.open(pm, os.O_RDONLY)
+    t = Target(pid=os.getpid())
+    t.handle = ProcessHandle(os.getpid(), pidfd.pidfd_open(os.getpid()),
+                             os.open("/proc/self", os.O_RDONLY | os.O_DIRECTORY), pm_fd,
+                             pagemap.PagemapReader(pm_fd))
+    block = 512 << 12
+    try:
+        # two regions, blocks [1, 5) and [5, 12); one sample each, in blocks 2 and 9
+        t.regions = RegionArray.from_ranges([(1 * block, 5 * block), (5 * block, 12 * block)])
+        syscount.reset()
+        ops.prepare_access_checks(t, np.array([2 * block + 4096, 9 * block], np.int64))
+        assert t.handle.check_pfns.tolist() == [512 * 14, 512 * 28]
+        # the samples' blocks and their neighbours within their regions: 3, 1,
+        # 4 (0 is outside) around block 2; 10, 8, 11, 7 around block 9
+        assert t.handle.blocks == {1: 1, 2: 1, 3: 1, 4: 1, 7: 1, 8: 1, 9: 1, 10: 1, 11: 0}
+        assert t.handle.kinds.entries(np.array([7, 10]))[1].tolist() == [512 * 24, 512 * 30]
+        # in the one pass: a pagemap entry a block, and kpageflags of a frame
+        # window a huge block (one whole folio) and of the small block's frame
+        assert syscount.ops["pagemap"] == 9 and syscount.ops["kpageflags"] == 9
+        # a sample in a block learned ahead is checked through its head, no read
+        syscount.reset()
+        ops.prepare_access_checks(t, np.array([3 * block, 10 * block + 8192], np.int64))
+        assert t.handle.check_pfns.tolist() == [512 * 16, 512 * 30]
+        assert "pagemap" not in syscount.ops and "kpageflags" not in syscount.ops
+        # without the regions (the addresses are not one per region) nothing is
+        # learned ahead
+        syscount.reset()
+        ops.prepare_access_checks(t, np.array([4 * block, 5 * block, 6 * block], np.int64))
+        assert set(t.handle.blocks) == {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11}
+        assert syscount.ops["kpageflags"] == 2  # blocks 5 and 6
+    finally:
+        ops.detach(t)
+        ops.frames.close()
 
 
 def test_vaddr_notices_a_collapse_and_a_moved_huge_page(tmp_path):
