@@ -459,12 +459,11 @@ class FrameChecker:
             done = (self._read_idle[0] if len(self._read_idle) == 1
                     else np.concatenate(self._read_idle))
             check_pfns = _without(check_pfns, done)
-        if not self.probe_believed_idle:  # then nothing reads the belief: none kept
-            self.bitmap.mark_idle(check_pfns)
-            return
-        check_pfns = self._unless_read_idle(check_pfns)
+        if self.probe_believed_idle:
+            check_pfns = self._unless_read_idle(check_pfns)
         self.bitmap.mark_idle(check_pfns)
-        self.believed_idle.set(np.asarray(check_pfns, np.int64), True)
+        if self.probe_believed_idle:  # otherwise nothing reads the belief: none kept
+            self.believed_idle.set(np.asarray(check_pfns, np.int64), True)
 
     def _unless_read_idle(self, check_pfns):
         """``check_pfns`` less the believed-idle frames that read idle now.

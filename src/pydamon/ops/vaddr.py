@@ -20,9 +20,9 @@ sampled, when its layout visibly changes, and, for huge blocks, again after
 ``block_kind_ttl_s`` (a few blocks at a time, in the rotation's samples). A
 sample interval that learns blocks also learns the blocks not known next to
 them within their regions (learning ahead), so a large target is learned in
-a few sample intervals, not over hundreds. A small block sampled again has the frames of all its pages read at once and
-kept for ``translation_ttl_s``. A sample in a remembered huge block (through its
-head) or with a kept frame is checked without a pagemap read: a set idle bit
+a few sample intervals, not over hundreds. A small block sampled again has
+the frames of all its pages read at once and kept for ``translation_ttl_s``.
+A sample in a remembered huge block (through its head) or with a kept frame is checked without a pagemap read: a set idle bit
 means the folio was neither freed nor accessed since marked; an accessed
 reading is confirmed through the pagemap (a freed frame reads accessed), and
 every ``verify_every``-th sample interval all samples are translated anyway
@@ -545,19 +545,16 @@ class VaddrOps(IdlePageOps):
             # known small blocks to read whole: no translations kept, or stale
             # ones, or kept ABSENT pages the process may have faulted in since
             reread = (kind == SMALL) & (~translated | ((cached == ABSENT) & ~absent))
-            q_pages, q_kind, q_frame = pages[query], kind[query], frame[query]
-            q_cached, q_reread = cached[query], reread[query]
+            columns = [pages[query], kind[query], frame[query], cached[query], reread[query]]
             ahead = (self._blocks_to_learn_ahead(cache, blocks, idx < 0, bounds)
                      if bounds is not None else ())
-            if len(ahead):  # learned from their first pages; their checks are dropped
-                none = np.full(len(ahead), -1, np.int64)
-                q_pages = np.concatenate([q_pages, ahead << (BLOCK_SHIFT - PAGE_SHIFT)])
-                q_kind = np.concatenate([q_kind, np.full(len(ahead), UNKNOWN, kind.dtype)])
-                q_frame = np.concatenate([q_frame, none])
-                q_cached = np.concatenate([q_cached, none])
-                q_reread = np.concatenate([q_reread, np.zeros(len(ahead), bool)])
-            check[query] = self._translate(h, q_pages, q_kind, q_frame, q_cached, q_reread,
-                                           n, now_ns)[:len(query)]
+            if len(ahead):
+                # translated as samples of their first pages in blocks not known
+                # (kind UNKNOWN, nothing kept): learned, their checks dropped
+                extra = (ahead << (BLOCK_SHIFT - PAGE_SHIFT), UNKNOWN, -1, -1, False)
+                columns = [np.concatenate([c, np.broadcast_to(np.asarray(x, c.dtype), len(ahead))])
+                           for c, x in zip(columns, extra, strict=True)]
+            check[query] = self._translate(h, *columns, n, now_ns)[:len(query)]
         return check
 
     def _blocks_to_learn_ahead(self, cache: BlockKinds, blocks: np.ndarray,
