@@ -22,9 +22,9 @@ sample interval that learns blocks also learns the blocks not known next to
 them within their regions (learning ahead), so a large target is learned in
 a few sample intervals, not over hundreds. A small block sampled again has
 the frames of all its pages read at once and kept for ``translation_ttl_s``.
-A sample in a remembered huge block (through its head) or with a kept frame is checked without a pagemap read: a set idle bit
-means the folio was neither freed nor accessed since marked; an accessed
-reading is confirmed through the pagemap (a freed frame reads accessed), and
+A sample in a remembered huge block (through its head) or with a kept
+frame is checked without a pagemap read: a set idle bit means the folio was
+neither freed nor accessed since marked; an accessed reading is confirmed through the pagemap (a freed frame reads accessed), and
 every ``verify_every``-th sample interval all samples are translated anyway
 (one batch of reads). Pages kept as not present count as not accessed,
 without a read, until the process faults.
